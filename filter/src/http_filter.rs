@@ -1,0 +1,131 @@
+//! The proxy-wasm `HttpContext`: reads what Envoy offers and feeds it to [`StreamMeter`].
+//! Every callback returns `Continue`: the filter never pauses or changes the stream.
+//!
+//! Host calls go through `hostcalls` with errors handled, never through the SDK's trait
+//! helpers, which `unwrap()` (a panic would take the whole VM down).
+
+use crate::host::ProxyWasmHost;
+use crate::meter::{ResponseHead, StreamMeter, VmMeter};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, BufferType, MapType};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+pub struct HttpFilter {
+    vm: Rc<RefCell<VmMeter>>,
+    stream: Option<StreamMeter>,
+}
+
+impl HttpFilter {
+    pub fn new(vm: Rc<RefCell<VmMeter>>) -> HttpFilter {
+        HttpFilter { vm, stream: None }
+    }
+
+    fn with_stream(&mut self, f: impl FnOnce(&mut StreamMeter, &mut VmMeter)) {
+        if let (Some(stream), Ok(mut vm)) = (self.stream.as_mut(), self.vm.try_borrow_mut()) {
+            f(stream, &mut vm);
+        }
+    }
+}
+
+fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+fn response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Envoy serializes integer properties as 8 little-endian bytes.
+fn property_u64(path: &[&str]) -> Option<u64> {
+    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
+    let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(arr))
+}
+
+fn property_string(path: &[&str]) -> String {
+    hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn body(kind: BufferType, size: usize) -> Vec<u8> {
+    if size == 0 {
+        return Vec::new();
+    }
+    hostcalls::get_buffer(kind, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+impl Context for HttpFilter {}
+
+impl HttpContext for HttpFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let path = request_header(":path").unwrap_or_default();
+        let encoded = request_header("content-encoding")
+            .map(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
+            .unwrap_or(false);
+        self.stream = Some(StreamMeter::start(&ProxyWasmHost, &path, encoded));
+        if end_of_stream {
+            self.with_stream(|s, vm| s.on_request_end(vm, &ProxyWasmHost));
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let wants = self.stream.as_ref().is_some_and(|s| s.wants_request_body());
+        if wants {
+            let chunk = body(BufferType::HttpRequestBody, body_size);
+            self.with_stream(|s, vm| s.on_request_body(vm, &ProxyWasmHost, &chunk, end_of_stream));
+        } else if end_of_stream {
+            self.with_stream(|s, vm| s.on_request_end(vm, &ProxyWasmHost));
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let status = response_header(":status")
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok())
+            .unwrap_or(0);
+        let content_type = response_header("content-type").unwrap_or_default();
+        let content_encoding = response_header("content-encoding").unwrap_or_default();
+        let head = ResponseHead {
+            status,
+            content_type: &content_type,
+            content_encoding: &content_encoding,
+        };
+        self.with_stream(|s, vm| s.on_response_headers(vm, &ProxyWasmHost, head, end_of_stream));
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let wants = self
+            .stream
+            .as_ref()
+            .is_some_and(|s| s.wants_response_body());
+        let chunk = if wants {
+            body(BufferType::HttpResponseBody, body_size)
+        } else {
+            Vec::new()
+        };
+        self.with_stream(|s, vm| s.on_response_body(vm, &ProxyWasmHost, &chunk, end_of_stream));
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let status = property_u64(&["response", "code"]).unwrap_or(0);
+        let flags = property_u64(&["response", "flags"]).unwrap_or(0);
+        let details = property_string(&["response", "code_details"]);
+        let status = u32::try_from(status).unwrap_or(0);
+        self.with_stream(|s, vm| s.on_log(vm, &ProxyWasmHost, status, flags, &details));
+    }
+}

@@ -1,0 +1,375 @@
+//! The life of one request as metrics (DESIGN §2): plain Rust driven by the HTTP glue, with
+//! every host interaction behind [`Host`].
+
+use crate::config::Config;
+use crate::host::Host;
+use crate::labels::{Endpoint, ErrorType, RequestType};
+use crate::metrics::{Metric, Metrics, ModelId, Series};
+use crate::outcome::Outcome;
+use crate::protocol::request::RequestScanner;
+use crate::protocol::response::{JsonResponse, SseResponse, Summary};
+use crate::timing::{StreamClock, TokenTiming};
+
+/// Per-VM state shared by all streams of one worker thread.
+pub struct VmMeter {
+    pub metrics: Metrics,
+}
+
+impl VmMeter {
+    pub fn new(config: &Config) -> VmMeter {
+        VmMeter {
+            metrics: Metrics::new(&config.metrics_prefix, config.max_models),
+        }
+    }
+}
+
+/// What the response headers said, as the glue reads them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResponseHead<'a> {
+    pub status: u32,
+    pub content_type: &'a [u8],
+    /// `content-encoding`, empty when absent.
+    pub content_encoding: &'a [u8],
+}
+
+enum Body {
+    /// Not parsed: not an inference endpoint, an error status, or an encoded body.
+    Opaque,
+    Sse(SseResponse),
+    Json(JsonResponse),
+}
+
+pub struct StreamMeter {
+    clock: StreamClock,
+    endpoint: Endpoint,
+    request: Option<RequestScanner>,
+    asked_stream: bool,
+    model: Option<ModelId>,
+    /// Cached per stream so each token costs one host call, not a map lookup and a call.
+    itl_id: Option<u32>,
+    status: u32,
+    body: Body,
+    /// Set when the response ended; for unary bodies, the parsed summary.
+    summary: Option<Summary>,
+    response_complete: bool,
+    /// Output tokens not yet added to the counter, and when it was last bumped: the counter
+    /// is bumped every few tokens or milliseconds, not per token, to keep about one host call
+    /// per token (the ITL record).
+    tokens_pending: u64,
+    tokens_counted: u64,
+    last_flush_ns: u64,
+}
+
+/// Output-token counter batching: far finer than any scrape interval.
+const FLUSH_TOKENS: u64 = 32;
+const FLUSH_NS: u64 = 100_000_000;
+
+impl StreamMeter {
+    /// Request headers arrived. `encoded_body`: the request has a `content-encoding`, so its
+    /// body cannot be scanned.
+    pub fn start(host: &dyn Host, path: &[u8], encoded_body: bool) -> StreamMeter {
+        let endpoint = Endpoint::from_path(path);
+        let now = host.now_ns();
+        StreamMeter {
+            clock: StreamClock::new(now),
+            endpoint,
+            request: (endpoint.is_inference() && !encoded_body).then(RequestScanner::default),
+            asked_stream: false,
+            model: None,
+            itl_id: None,
+            status: 0,
+            body: Body::Opaque,
+            summary: None,
+            response_complete: false,
+            tokens_pending: 0,
+            tokens_counted: 0,
+            last_flush_ns: now,
+        }
+    }
+
+    /// Whether the response body is worth copying out of Envoy (it is parsed).
+    pub fn wants_response_body(&self) -> bool {
+        !matches!(self.body, Body::Opaque)
+    }
+
+    pub fn wants_request_body(&self) -> bool {
+        self.request.is_some() && self.model.is_none()
+    }
+
+    pub fn on_request_body(&mut self, vm: &mut VmMeter, host: &dyn Host, chunk: &[u8], end: bool) {
+        if let Some(scanner) = self.request.as_mut() {
+            scanner.feed(chunk);
+        }
+        if end {
+            self.on_request_end(vm, host);
+        }
+    }
+
+    /// The request is complete (or the response starts first): the model is as known as it
+    /// will be, so the request now counts as in flight under its model.
+    pub fn on_request_end(&mut self, vm: &mut VmMeter, host: &dyn Host) {
+        if self.model.is_some() {
+            return;
+        }
+        let facts = self.request.take().map(|s| s.facts).unwrap_or_default();
+        self.asked_stream = facts.stream == Some(true);
+        let raw_model = facts.model.as_deref().unwrap_or_default();
+        let model = vm.metrics.models.resolve(host, raw_model);
+        self.model = Some(model);
+        vm.metrics
+            .increment(host, Metric::InflightRequests, Series::model_only(model), 1);
+    }
+
+    pub fn on_response_headers(
+        &mut self,
+        vm: &mut VmMeter,
+        host: &dyn Host,
+        head: ResponseHead<'_>,
+        end: bool,
+    ) {
+        self.on_request_end(vm, host);
+        self.status = head.status;
+        let identity = head.content_encoding.is_empty()
+            || head.content_encoding.eq_ignore_ascii_case(b"identity");
+        let success = (200..300).contains(&head.status);
+        self.body = if !self.endpoint.is_inference() || !success || !identity {
+            Body::Opaque
+        } else if media_type_is(head.content_type, b"text/event-stream") {
+            Body::Sse(SseResponse::default())
+        } else if media_type_is(head.content_type, b"application/json") {
+            Body::Json(JsonResponse::default())
+        } else {
+            Body::Opaque
+        };
+        if end {
+            self.on_response_body(vm, host, &[], true);
+        }
+    }
+
+    pub fn on_response_body(&mut self, vm: &mut VmMeter, host: &dyn Host, chunk: &[u8], end: bool) {
+        let now = host.now_ns();
+        if let Body::Sse(sse) = &mut self.body {
+            let model = self.model.unwrap_or(ModelId::OTHER);
+            let clock = &mut self.clock;
+            let itl_id = &mut self.itl_id;
+            let tokens = &mut self.tokens_pending;
+            sse.feed(chunk, &mut |k| {
+                *tokens += u64::from(k);
+                match clock.on_tokens(now, k) {
+                    TokenTiming::First { ttft_us } => vm.metrics.record(
+                        host,
+                        Metric::TimeToFirstToken,
+                        Series::model_only(model),
+                        ttft_us,
+                    ),
+                    TokenTiming::Next { itl_us, samples } => {
+                        if itl_id.is_none() {
+                            *itl_id = vm.metrics.id(
+                                host,
+                                Metric::InterTokenLatency,
+                                Series::model_only(model),
+                            );
+                        }
+                        if let Some(id) = *itl_id {
+                            for _ in 0..samples {
+                                host.record_metric(id, itl_us);
+                            }
+                        }
+                    }
+                }
+            });
+        } else if let Body::Json(json) = &mut self.body {
+            json.feed(chunk);
+        }
+        if end {
+            self.finish_response(vm, host, now);
+            self.flush_output_tokens(vm, host, now);
+        } else if self.tokens_pending >= FLUSH_TOKENS
+            || now.saturating_sub(self.last_flush_ns) >= FLUSH_NS
+        {
+            self.flush_output_tokens(vm, host, now);
+        }
+    }
+
+    fn finish_response(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
+        self.response_complete = true;
+        let summary = match &mut self.body {
+            Body::Sse(sse) => Some(*sse.summary()),
+            Body::Json(json) => {
+                let summary = json.finish();
+                if summary.malformed == 0 && self.endpoint.generates_tokens() {
+                    // A unary answer's first token reaches the client with its last.
+                    self.clock.on_tokens(now, 1);
+                    let ttft_us = self.clock.elapsed_us(now);
+                    let model = self.model.unwrap_or(ModelId::OTHER);
+                    vm.metrics.record(
+                        host,
+                        Metric::TimeToFirstToken,
+                        Series::model_only(model),
+                        ttft_us,
+                    );
+                }
+                Some(summary)
+            }
+            Body::Opaque => None,
+        };
+        self.summary = summary;
+        if let Some(s) = summary {
+            // Usage can report more tokens than the deltas showed (several per chunk).
+            let reported = s.output_tokens();
+            let seen = self.tokens_counted + self.tokens_pending;
+            if self.endpoint.generates_tokens() && reported > seen {
+                self.tokens_pending += reported - seen;
+            }
+        }
+        self.publish_filter_state(host);
+    }
+
+    fn flush_output_tokens(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
+        self.last_flush_ns = now;
+        if self.tokens_pending == 0 {
+            return;
+        }
+        let model = self.model.unwrap_or(ModelId::OTHER);
+        let delta = i64::try_from(self.tokens_pending).unwrap_or(i64::MAX);
+        vm.metrics.increment(
+            host,
+            Metric::OutputTokensTotal,
+            Series::model_only(model),
+            delta,
+        );
+        self.tokens_counted += self.tokens_pending;
+        self.tokens_pending = 0;
+    }
+
+    fn request_type(&self) -> RequestType {
+        if matches!(self.body, Body::Sse(_)) || self.asked_stream {
+            RequestType::Stream
+        } else {
+            RequestType::Unary
+        }
+    }
+
+    fn summary_now(&self) -> Option<Summary> {
+        match (&self.summary, &self.body) {
+            (Some(s), _) => Some(*s),
+            (None, Body::Sse(sse)) => Some(*sse.summary()),
+            _ => None,
+        }
+    }
+
+    fn error_type(&self, response_flags: u64, code_details: &str) -> Option<ErrorType> {
+        let summary = self.summary_now().unwrap_or_default();
+        Outcome {
+            status: self.status,
+            response_complete: self.response_complete,
+            streaming: matches!(self.body, Body::Sse(_)),
+            stream_finished: summary.complete,
+            backend_error: summary.backend_error,
+            malformed: summary.malformed > 0,
+            response_flags,
+            code_details,
+        }
+        .error_type()
+    }
+
+    /// Per-request figures for access logs: `%FILTER_STATE(wasm.llm_pulse.ttft_us:PLAIN)%`.
+    fn publish_filter_state(&self, host: &dyn Host) {
+        if !self.endpoint.is_inference() {
+            return;
+        }
+        let put = |name: &str, value: Option<u64>| {
+            if let Some(v) = value {
+                host.set_property(name, v.to_string().as_bytes());
+            }
+        };
+        put("llm_pulse.ttft_us", self.clock.ttft_us());
+        put("llm_pulse.itl_avg_us", self.clock.itl_avg_us());
+        let summary = self.summary_now();
+        put(
+            "llm_pulse.input_tokens",
+            summary.and_then(|s| s.input_tokens),
+        );
+        put(
+            "llm_pulse.output_tokens",
+            summary.map(|s| s.output_tokens()),
+        );
+        if let Some(e) = self.error_type(0, "") {
+            host.set_property("llm_pulse.error_type", e.as_str().as_bytes());
+        }
+    }
+
+    /// The stream is over (Envoy's `on_log`): completed, failed or abandoned.
+    pub fn on_log(
+        &mut self,
+        vm: &mut VmMeter,
+        host: &dyn Host,
+        response_status: u32,
+        response_flags: u64,
+        code_details: &str,
+    ) {
+        self.on_request_end(vm, host);
+        if self.status == 0 {
+            self.status = response_status;
+        }
+        let now = host.now_ns();
+        self.flush_output_tokens(vm, host, now);
+        let model = self.model.unwrap_or(ModelId::OTHER);
+        let error = self.error_type(response_flags, code_details);
+        let request_type = self.request_type();
+        let series = Series {
+            model,
+            endpoint: self.endpoint,
+            request_type,
+            error,
+        };
+        let m = &mut vm.metrics;
+        m.increment(host, Metric::RequestsTotal, series, 1);
+        m.record(
+            host,
+            Metric::RequestDuration,
+            series,
+            self.clock.elapsed_us(now),
+        );
+        if let Some(s) = self.summary_now() {
+            let by_model = Series::model_only(model);
+            if let Some(n) = s.input_tokens {
+                m.record(host, Metric::InputSequenceTokens, by_model, n);
+            }
+            if let Some(n) = s.cached_tokens {
+                m.record(host, Metric::CachedTokens, by_model, n);
+            }
+            if self.endpoint.generates_tokens()
+                && (s.streamed_tokens > 0 || s.usage_output_tokens.is_some())
+            {
+                m.record(
+                    host,
+                    Metric::OutputSequenceTokens,
+                    by_model,
+                    s.output_tokens(),
+                );
+            }
+        }
+        m.increment(
+            host,
+            Metric::InflightRequests,
+            Series::model_only(model),
+            -1,
+        );
+    }
+}
+
+/// `text/event-stream; charset=utf-8` is `text/event-stream`.
+fn media_type_is(content_type: &[u8], want: &[u8]) -> bool {
+    let end = content_type
+        .iter()
+        .position(|&b| b == b';')
+        .unwrap_or(content_type.len());
+    content_type
+        .get(..end)
+        .map(|t| t.trim_ascii().eq_ignore_ascii_case(want))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! The metric contract (DESIGN §3): names, label encoding, the model cardinality cap, and a
+//! per-VM cache of metric ids so the hot path never formats a stat name.
+
+use crate::host::{Host, HostError, MetricKind};
+use crate::labels::{sanitize_label_value, Endpoint, ErrorType, RequestType};
+use hashbrown::{HashMap, HashSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    RequestsTotal,
+    InflightRequests,
+    OutputTokensTotal,
+    TimeToFirstToken,
+    InterTokenLatency,
+    RequestDuration,
+    InputSequenceTokens,
+    OutputSequenceTokens,
+    CachedTokens,
+}
+
+impl Metric {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Metric::RequestsTotal => "requests_total",
+            Metric::InflightRequests => "inflight_requests",
+            Metric::OutputTokensTotal => "output_tokens_total",
+            Metric::TimeToFirstToken => "time_to_first_token_microseconds",
+            Metric::InterTokenLatency => "inter_token_latency_microseconds",
+            Metric::RequestDuration => "request_duration_microseconds",
+            Metric::InputSequenceTokens => "input_sequence_tokens",
+            Metric::OutputSequenceTokens => "output_sequence_tokens",
+            Metric::CachedTokens => "cached_tokens",
+        }
+    }
+
+    pub fn kind(self) -> MetricKind {
+        match self {
+            Metric::RequestsTotal | Metric::OutputTokensTotal => MetricKind::Counter,
+            Metric::InflightRequests => MetricKind::Gauge,
+            _ => MetricKind::Histogram,
+        }
+    }
+}
+
+/// Index of a model name admitted under the cap; [`ModelId::OTHER`] for names past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModelId(u16);
+
+impl ModelId {
+    pub const OTHER: ModelId = ModelId(u16::MAX);
+}
+
+/// The label values of one series; a metric uses the subset its contract row names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Series {
+    pub model: ModelId,
+    pub endpoint: Endpoint,
+    pub request_type: RequestType,
+    pub error: Option<ErrorType>,
+}
+
+impl Series {
+    pub fn model_only(model: ModelId) -> Series {
+        Series {
+            model,
+            endpoint: Endpoint::Other,
+            request_type: RequestType::Unary,
+            error: None,
+        }
+    }
+
+    /// Keeps only the labels `metric` carries, so equal series share one cache entry.
+    fn for_metric(self, metric: Metric) -> Series {
+        let base = Series::model_only(self.model);
+        match metric {
+            Metric::RequestsTotal => self,
+            Metric::RequestDuration => Series {
+                request_type: self.request_type,
+                ..base
+            },
+            _ => base,
+        }
+    }
+}
+
+/// Model names seen by this VM, capped across all VMs of the `vm_id` through shared data so
+/// that `--concurrency N` does not multiply the cap by N.
+pub struct Models {
+    max: usize,
+    shared_key: String,
+    names: Vec<String>,
+    index: HashMap<String, ModelId>,
+    /// Names recently refused, so a flood of distinct names costs one shared-data read each,
+    /// not one per request. Bounded: cleared when full.
+    refused: HashSet<String>,
+}
+
+const REFUSED_CACHE: usize = 256;
+const CAS_RETRIES: usize = 8;
+
+impl Models {
+    pub fn new(prefix: &str, max: u32) -> Models {
+        Models {
+            max: max as usize,
+            shared_key: format!("llm_pulse.models.{prefix}"),
+            names: Vec::new(),
+            index: HashMap::new(),
+            refused: HashSet::new(),
+        }
+    }
+
+    pub fn label(&self, id: ModelId) -> &str {
+        if id == ModelId::OTHER {
+            return "other";
+        }
+        self.names
+            .get(id.0 as usize)
+            .map(String::as_str)
+            .unwrap_or("other")
+    }
+
+    /// The id for a raw model value from a request (sanitized here).
+    pub fn resolve(&mut self, host: &dyn Host, raw: &[u8]) -> ModelId {
+        let name = sanitize_label_value(raw);
+        if let Some(id) = self.index.get(&name) {
+            return *id;
+        }
+        if self.refused.contains(&name) || self.names.len() >= self.max {
+            return ModelId::OTHER;
+        }
+        if self.admit_globally(host, &name) {
+            let id = ModelId(self.names.len() as u16);
+            self.names.push(name.clone());
+            self.index.insert(name, id);
+            id
+        } else {
+            if self.refused.len() >= REFUSED_CACHE {
+                self.refused.clear();
+            }
+            self.refused.insert(name);
+            ModelId::OTHER
+        }
+    }
+
+    /// Adds `name` to the shared list unless the list is full. Names are `\n`-separated
+    /// (sanitized names hold no control characters).
+    fn admit_globally(&self, host: &dyn Host, name: &str) -> bool {
+        for _ in 0..CAS_RETRIES {
+            let (value, cas) = host.get_shared_data(&self.shared_key);
+            let value = value.unwrap_or_default();
+            let listed = value
+                .split(|&b| b == b'\n')
+                .filter(|n| !n.is_empty())
+                .collect::<Vec<_>>();
+            if listed.contains(&name.as_bytes()) {
+                return true;
+            }
+            if listed.len() >= self.max {
+                return false;
+            }
+            let mut next = value.clone();
+            if !next.is_empty() {
+                next.push(b'\n');
+            }
+            next.extend_from_slice(name.as_bytes());
+            match host.set_shared_data(&self.shared_key, &next, cas) {
+                Ok(()) => return true,
+                Err(HostError::CasMismatch) => continue,
+                Err(e) => {
+                    // Without shared data the cap still holds per VM.
+                    host.log_warn(&format!("llm-pulse: model cap falls back to per-VM: {e}"));
+                    return true;
+                }
+            }
+        }
+        // Lost the race every time: admit locally; the per-VM cap still bounds it.
+        true
+    }
+}
+
+/// Metric ids of this VM, defined on first use and cached by series.
+pub struct Metrics {
+    prefix: String,
+    pub models: Models,
+    ids: HashMap<(Metric, Series), u32>,
+    define_failed: bool,
+}
+
+impl Metrics {
+    pub fn new(prefix: &str, max_models: u32) -> Metrics {
+        Metrics {
+            prefix: prefix.to_string(),
+            models: Models::new(prefix, max_models),
+            ids: HashMap::new(),
+            define_failed: false,
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The metric id for `metric` on `series`, defining it on first use. `None` only when
+    /// Envoy refuses the definition (logged once).
+    pub fn id(&mut self, host: &dyn Host, metric: Metric, series: Series) -> Option<u32> {
+        let series = series.for_metric(metric);
+        if let Some(id) = self.ids.get(&(metric, series)) {
+            return Some(*id);
+        }
+        let name = self.stat_name(metric, series);
+        match host.define_metric(metric.kind(), &name) {
+            Ok(id) => {
+                self.ids.insert((metric, series), id);
+                Some(id)
+            }
+            Err(e) => {
+                if !self.define_failed {
+                    self.define_failed = true;
+                    host.log_warn(&format!("llm-pulse: cannot define metric {name}: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    pub fn increment(&mut self, host: &dyn Host, metric: Metric, series: Series, delta: i64) {
+        if let Some(id) = self.id(host, metric, series) {
+            host.increment_metric(id, delta);
+        }
+    }
+
+    pub fn record(&mut self, host: &dyn Host, metric: Metric, series: Series, value: u64) {
+        if let Some(id) = self.id(host, metric, series) {
+            host.record_metric(id, value);
+        }
+    }
+
+    /// `P_name.label=.=value;.;label=.=value;.;` — the encoding Istio's `extraStatTags` and
+    /// our `stats_tags` regexes `(label=\.=(.*?);\.;)` take apart.
+    pub fn stat_name(&self, metric: Metric, series: Series) -> String {
+        let mut name = format!("{}_{}.", self.prefix, metric.suffix());
+        let mut label = |key: &str, value: &str| {
+            name.push_str(key);
+            name.push_str("=.=");
+            name.push_str(value);
+            name.push_str(";.;");
+        };
+        label("model", self.models.label(series.model));
+        match metric {
+            Metric::RequestsTotal => {
+                label("endpoint", series.endpoint.as_str());
+                label("request_type", series.request_type.as_str());
+                label(
+                    "status",
+                    if series.error.is_some() {
+                        "error"
+                    } else {
+                        "success"
+                    },
+                );
+                label(
+                    "error_type",
+                    series.error.map(ErrorType::as_str).unwrap_or(""),
+                );
+            }
+            Metric::RequestDuration => label("request_type", series.request_type.as_str()),
+            _ => {}
+        }
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::fake::FakeHost;
+
+    #[test]
+    fn stat_names_encode_labels() {
+        let host = FakeHost::default();
+        let mut m = Metrics::new("llm", 4);
+        let model = m.models.resolve(&host, b"qwen/Qwen3-8B");
+        let s = Series {
+            model,
+            endpoint: Endpoint::ChatCompletions,
+            request_type: RequestType::Stream,
+            error: Some(ErrorType::BackendError),
+        };
+        assert_eq!(
+            m.stat_name(Metric::RequestsTotal, s.for_metric(Metric::RequestsTotal)),
+            "llm_requests_total.model=.=qwen/Qwen3-8B;.;endpoint=.=chat_completions;.;\
+             request_type=.=stream;.;status=.=error;.;error_type=.=backend_error;.;"
+        );
+        let ok = Series { error: None, ..s };
+        assert!(m
+            .stat_name(Metric::RequestsTotal, ok)
+            .ends_with("status=.=success;.;error_type=.=;.;"));
+        assert_eq!(
+            m.stat_name(
+                Metric::RequestDuration,
+                s.for_metric(Metric::RequestDuration)
+            ),
+            "llm_request_duration_microseconds.model=.=qwen/Qwen3-8B;.;request_type=.=stream;.;"
+        );
+        assert_eq!(
+            m.stat_name(
+                Metric::TimeToFirstToken,
+                s.for_metric(Metric::TimeToFirstToken)
+            ),
+            "llm_time_to_first_token_microseconds.model=.=qwen/Qwen3-8B;.;"
+        );
+    }
+
+    #[test]
+    fn ids_are_defined_once_per_series() {
+        let host = FakeHost::default();
+        let mut m = Metrics::new("p", 4);
+        let model = m.models.resolve(&host, b"m");
+        let a = Series::model_only(model);
+        // Labels a metric does not carry do not make a new series.
+        let b = Series {
+            endpoint: Endpoint::Completions,
+            ..a
+        };
+        m.record(&host, Metric::TimeToFirstToken, a, 5);
+        m.record(&host, Metric::TimeToFirstToken, b, 6);
+        assert_eq!(host.names.borrow().len(), 1);
+        assert_eq!(
+            host.samples("p_time_to_first_token_microseconds.model=.=m;.;"),
+            vec![5, 6]
+        );
+    }
+
+    #[test]
+    fn model_cap_is_shared_between_vms() {
+        let host = FakeHost::default(); // one host = one shared-data store
+        let mut vm1 = Models::new("llm", 2);
+        let mut vm2 = Models::new("llm", 2);
+        let a = vm1.resolve(&host, b"a");
+        let b = vm2.resolve(&host, b"b");
+        assert_ne!(a, ModelId::OTHER);
+        assert_ne!(b, ModelId::OTHER);
+        // The cap is global: a third name is refused on either VM...
+        assert_eq!(vm1.resolve(&host, b"c"), ModelId::OTHER);
+        assert_eq!(vm2.resolve(&host, b"c"), ModelId::OTHER);
+        // ...while a name another VM admitted is admitted here too.
+        let b1 = vm1.resolve(&host, b"b");
+        assert_ne!(b1, ModelId::OTHER);
+        assert_eq!(vm1.label(b1), "b");
+        assert_eq!(vm1.label(ModelId::OTHER), "other");
+    }
+
+    #[test]
+    fn model_values_are_sanitized_before_the_cap() {
+        let host = FakeHost::default();
+        let mut m = Models::new("llm", 8);
+        let id = m.resolve(&host, b"evil;.;endpoint=.=x");
+        assert_eq!(m.label(id), "evil_._endpoint_._x");
+        assert_eq!(m.resolve(&host, b"evil;.;endpoint=.=x"), id);
+    }
+
+    #[test]
+    fn ten_thousand_names_stay_capped() {
+        let host = FakeHost::default();
+        let mut m = Models::new("llm", 32);
+        let mut admitted = 0;
+        for i in 0..10_000 {
+            if m.resolve(&host, format!("model-{i}").as_bytes()) != ModelId::OTHER {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 32);
+        assert!(m.refused.len() <= REFUSED_CACHE);
+    }
+}

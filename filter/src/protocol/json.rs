@@ -1,0 +1,663 @@
+//! An incremental JSON scanner that picks a few fields out of a document fed in arbitrary
+//! chunks, without keeping the document: O(1) memory whatever its size.
+//!
+//! A [`Visitor`] names the parts it cares about as small integer *slots*: the scanner asks it
+//! for the slot of each key (`child`) and array element (`element`) under a slot it cares
+//! about, and hands it the scalars found at those slots. Everything under [`IGNORE`] is skipped
+//! by bracket counting alone, which is what keeps large prompts and logprobs cheap.
+//! Syntax errors outside skipped parts are detected and reported by [`JsonScanner::failed`].
+
+pub type Slot = u8;
+/// The slot of everything the visitor does not care about.
+pub const IGNORE: Slot = 0;
+
+/// Longest key or string value captured (longer ones are truncated and flagged).
+pub const CAPTURE_CAP: usize = 128;
+/// Containers tracked with full syntax checking; deeper ones are skipped.
+const MAX_DEPTH: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    /// A string: its captured prefix (escapes decoded, `\u` as `?`), whether it was cut at the
+    /// capture length, and whether it was empty.
+    Str {
+        text: &'a [u8],
+        truncated: bool,
+        empty: bool,
+    },
+    /// A number: its value when it is a non-negative integer that fits `u64`.
+    Num(Option<u64>),
+    Bool(bool),
+    Null,
+}
+
+pub trait Visitor {
+    /// Slot of the value under `key` in an object whose slot is `parent` (never [`IGNORE`]).
+    fn child(&mut self, parent: Slot, key: &[u8]) -> Slot;
+    /// Slot of an element of an array whose slot is `parent` (never [`IGNORE`]).
+    fn element(&mut self, _parent: Slot) -> Slot {
+        IGNORE
+    }
+    /// How many bytes of a string at `slot` to capture (0: only whether it is empty).
+    fn capture_len(&self, _slot: Slot) -> usize {
+        0
+    }
+    fn scalar(&mut self, slot: Slot, value: Scalar<'_>);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// A value must start (root, after `:`, after `,` in an array).
+    Value,
+    /// After `[`: a value or `]`.
+    ArrayFirst,
+    /// After `{`: a key or `}`.
+    ObjectFirst,
+    /// After `,` in an object: a key.
+    Key,
+    Colon,
+    /// After a value: `,`, a closing bracket, or the end at root.
+    AfterValue,
+    Str,
+    StrEscape,
+    StrUnicode(u8),
+    Number,
+    Literal,
+    /// Inside a skipped container: only strings and brackets matter.
+    Skip,
+    SkipStr,
+    SkipStrEscape,
+    Done,
+    Error,
+}
+
+pub struct JsonScanner {
+    root: Slot,
+    state: State,
+    depth: usize,
+    /// Bit i set: container i is an object (else an array).
+    objects: u32,
+    slots: [Slot; MAX_DEPTH],
+    skip_depth: u32,
+    value_slot: Slot,
+    str_is_key: bool,
+    str_empty: bool,
+    capture: usize,
+    buf: [u8; CAPTURE_CAP],
+    buf_len: usize,
+    truncated: bool,
+    num: u64,
+    num_ok: bool,
+    literal: &'static [u8],
+    literal_pos: usize,
+}
+
+impl JsonScanner {
+    pub fn new(root: Slot) -> JsonScanner {
+        JsonScanner {
+            root,
+            state: State::Value,
+            depth: 0,
+            objects: 0,
+            slots: [IGNORE; MAX_DEPTH],
+            skip_depth: 0,
+            value_slot: root,
+            str_is_key: false,
+            str_empty: true,
+            capture: 0,
+            buf: [0; CAPTURE_CAP],
+            buf_len: 0,
+            truncated: false,
+            num: 0,
+            num_ok: false,
+            literal: b"",
+            literal_pos: 0,
+        }
+    }
+
+    /// Ready for the next document (the next SSE event).
+    pub fn reset(&mut self) {
+        self.state = State::Value;
+        self.depth = 0;
+        self.skip_depth = 0;
+        self.value_slot = self.root;
+    }
+
+    /// True once the input so far cannot be the start of a JSON document.
+    pub fn failed(&self) -> bool {
+        self.state == State::Error
+    }
+
+    /// Whether no byte but whitespace has been fed since the last reset.
+    pub fn is_pristine(&self) -> bool {
+        self.state == State::Value && self.depth == 0
+    }
+
+    /// Ends the document: true when it was one complete JSON value.
+    pub fn finish<V: Visitor>(&mut self, v: &mut V) -> bool {
+        if self.state == State::Number && self.depth == 0 {
+            self.end_number(v);
+        }
+        self.state == State::Done
+    }
+
+    pub fn feed<V: Visitor>(&mut self, input: &[u8], v: &mut V) {
+        let mut i = 0;
+        while let Some(&b) = input.get(i) {
+            match self.state {
+                State::Str => {
+                    let rest = input.get(i..).unwrap_or_default();
+                    match rest.iter().position(|&c| c == b'"' || c == b'\\') {
+                        None => {
+                            self.string_bytes(rest);
+                            return;
+                        }
+                        Some(p) => {
+                            self.string_bytes(rest.get(..p).unwrap_or_default());
+                            i += p;
+                            if rest.get(p) == Some(&b'"') {
+                                self.end_string(v);
+                            } else {
+                                self.state = State::StrEscape;
+                            }
+                        }
+                    }
+                }
+                State::Skip => {
+                    let rest = input.get(i..).unwrap_or_default();
+                    match rest
+                        .iter()
+                        .position(|&c| matches!(c, b'"' | b'{' | b'[' | b'}' | b']'))
+                    {
+                        None => return,
+                        Some(p) => {
+                            i += p;
+                            match rest.get(p) {
+                                Some(b'"') => self.state = State::SkipStr,
+                                Some(b'{') | Some(b'[') => self.skip_depth += 1,
+                                _ => {
+                                    self.skip_depth -= 1;
+                                    if self.skip_depth == 0 {
+                                        self.value_done();
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                State::SkipStr => {
+                    let rest = input.get(i..).unwrap_or_default();
+                    match rest.iter().position(|&c| c == b'"' || c == b'\\') {
+                        None => return,
+                        Some(p) => {
+                            i += p;
+                            self.state = if rest.get(p) == Some(&b'"') {
+                                State::Skip
+                            } else {
+                                State::SkipStrEscape
+                            };
+                        }
+                    }
+                }
+                State::SkipStrEscape => self.state = State::SkipStr,
+                State::StrEscape => {
+                    let decoded = match b {
+                        b'"' | b'\\' | b'/' => b,
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => b'?',
+                        _ => {
+                            self.state = State::Error;
+                            return;
+                        }
+                    };
+                    self.string_bytes(&[decoded]);
+                    self.state = if b == b'u' {
+                        State::StrUnicode(4)
+                    } else {
+                        State::Str
+                    };
+                }
+                State::StrUnicode(left) => {
+                    if !b.is_ascii_hexdigit() {
+                        self.state = State::Error;
+                        return;
+                    }
+                    self.state = if left > 1 {
+                        State::StrUnicode(left - 1)
+                    } else {
+                        State::Str
+                    };
+                }
+                State::Number => {
+                    if b.is_ascii_digit() {
+                        self.num = match self.num.checked_mul(10) {
+                            Some(n) => n.checked_add(u64::from(b - b'0')).unwrap_or_else(|| {
+                                self.num_ok = false;
+                                0
+                            }),
+                            None => {
+                                self.num_ok = false;
+                                0
+                            }
+                        };
+                    } else if matches!(b, b'.' | b'e' | b'E' | b'+' | b'-') {
+                        self.num_ok = false;
+                    } else {
+                        self.end_number(v);
+                        continue; // the terminator is the next token
+                    }
+                }
+                State::Literal => {
+                    if self.literal.get(self.literal_pos) != Some(&b) {
+                        self.state = State::Error;
+                        return;
+                    }
+                    self.literal_pos += 1;
+                    if self.literal_pos == self.literal.len() {
+                        let value = match self.literal.first() {
+                            Some(b't') => Scalar::Bool(true),
+                            Some(b'f') => Scalar::Bool(false),
+                            _ => Scalar::Null,
+                        };
+                        self.emit(v, value);
+                        self.value_done();
+                    }
+                }
+                _ if is_ws(b) => {}
+                State::Value => self.start_value(b, v),
+                State::ArrayFirst => {
+                    if b == b']' {
+                        self.pop();
+                    } else {
+                        self.start_value(b, v);
+                    }
+                }
+                State::ObjectFirst | State::Key => {
+                    if b == b'"' {
+                        self.start_string(true, v);
+                    } else if b == b'}' && self.state == State::ObjectFirst {
+                        self.pop();
+                    } else {
+                        self.state = State::Error;
+                        return;
+                    }
+                }
+                State::Colon => {
+                    if b != b':' {
+                        self.state = State::Error;
+                        return;
+                    }
+                    self.state = State::Value;
+                }
+                State::AfterValue => {
+                    let in_object = self.top_is_object();
+                    match (b, in_object) {
+                        (b',', true) => self.state = State::Key,
+                        (b',', false) => self.state = State::Value,
+                        (b'}', true) | (b']', false) => self.pop(),
+                        _ => {
+                            self.state = State::Error;
+                            return;
+                        }
+                    }
+                }
+                State::Done | State::Error => {
+                    self.state = State::Error;
+                    return;
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn top_is_object(&self) -> bool {
+        self.depth > 0 && self.objects & (1 << (self.depth - 1)) != 0
+    }
+
+    fn top_slot(&self) -> Slot {
+        self.depth
+            .checked_sub(1)
+            .and_then(|d| self.slots.get(d))
+            .copied()
+            .unwrap_or(IGNORE)
+    }
+
+    fn start_value<V: Visitor>(&mut self, b: u8, v: &mut V) {
+        if self.depth > 0 && !self.top_is_object() {
+            let parent = self.top_slot();
+            self.value_slot = if parent == IGNORE {
+                IGNORE
+            } else {
+                v.element(parent)
+            };
+        }
+        match b {
+            b'{' | b'[' => {
+                if self.value_slot == IGNORE || self.depth == MAX_DEPTH {
+                    self.skip_depth = 1;
+                    self.state = State::Skip;
+                    return;
+                }
+                if let Some(s) = self.slots.get_mut(self.depth) {
+                    *s = self.value_slot;
+                }
+                if b == b'{' {
+                    self.objects |= 1 << self.depth;
+                    self.state = State::ObjectFirst;
+                } else {
+                    self.objects &= !(1 << self.depth);
+                    self.state = State::ArrayFirst;
+                }
+                self.depth += 1;
+            }
+            b'"' => self.start_string(false, v),
+            b'-' | b'0'..=b'9' => {
+                self.num_ok = b != b'-';
+                self.num = u64::from(b.saturating_sub(b'0'));
+                self.state = State::Number;
+            }
+            b't' | b'f' | b'n' => {
+                self.literal = match b {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
+                };
+                self.literal_pos = 1;
+                self.state = State::Literal;
+            }
+            _ => self.state = State::Error,
+        }
+    }
+
+    fn start_string<V: Visitor>(&mut self, is_key: bool, v: &mut V) {
+        self.str_is_key = is_key;
+        self.str_empty = true;
+        self.buf_len = 0;
+        self.truncated = false;
+        self.capture = if is_key {
+            if self.top_slot() == IGNORE {
+                0
+            } else {
+                CAPTURE_CAP
+            }
+        } else if self.value_slot == IGNORE {
+            0
+        } else {
+            v.capture_len(self.value_slot).min(CAPTURE_CAP)
+        };
+        self.state = State::Str;
+    }
+
+    fn string_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.str_empty = false;
+        if self.capture == 0 {
+            return;
+        }
+        let room = self.capture.saturating_sub(self.buf_len);
+        let take = bytes.len().min(room);
+        if let (Some(dst), Some(src)) = (
+            self.buf.get_mut(self.buf_len..self.buf_len + take),
+            bytes.get(..take),
+        ) {
+            dst.copy_from_slice(src);
+            self.buf_len += take;
+        }
+        if take < bytes.len() {
+            self.truncated = true;
+        }
+    }
+
+    fn end_string<V: Visitor>(&mut self, v: &mut V) {
+        if self.str_is_key {
+            let parent = self.top_slot();
+            self.value_slot = if parent == IGNORE || self.truncated {
+                IGNORE
+            } else {
+                v.child(parent, self.buf.get(..self.buf_len).unwrap_or_default())
+            };
+            self.state = State::Colon;
+        } else {
+            if self.value_slot != IGNORE {
+                let text = self.buf.get(..self.buf_len).unwrap_or_default();
+                v.scalar(
+                    self.value_slot,
+                    Scalar::Str {
+                        text,
+                        truncated: self.truncated,
+                        empty: self.str_empty,
+                    },
+                );
+            }
+            self.value_done();
+        }
+    }
+
+    fn end_number<V: Visitor>(&mut self, v: &mut V) {
+        let value = Scalar::Num(if self.num_ok { Some(self.num) } else { None });
+        self.emit(v, value);
+        self.value_done();
+    }
+
+    fn emit<V: Visitor>(&mut self, v: &mut V, value: Scalar<'_>) {
+        if self.value_slot != IGNORE {
+            v.scalar(self.value_slot, value);
+        }
+    }
+
+    fn pop(&mut self) {
+        self.depth -= 1;
+        self.value_done();
+    }
+
+    fn value_done(&mut self) {
+        self.state = if self.depth == 0 {
+            State::Done
+        } else {
+            State::AfterValue
+        };
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records every scalar at a path of keys; `[]` for array elements.
+    #[derive(Default)]
+    struct PathRecorder {
+        paths: Vec<String>,
+        seen: Vec<(String, String)>,
+    }
+
+    impl PathRecorder {
+        fn slot_for(&mut self, path: String) -> Slot {
+            self.paths.push(path);
+            self.paths.len() as Slot // 1-based: never IGNORE
+        }
+        fn path(&self, slot: Slot) -> String {
+            if slot == 1 {
+                return String::new();
+            }
+            self.paths[slot as usize - 1].clone()
+        }
+    }
+
+    impl Visitor for PathRecorder {
+        fn child(&mut self, parent: Slot, key: &[u8]) -> Slot {
+            let p = format!("{}.{}", self.path(parent), String::from_utf8_lossy(key));
+            if p.contains("skipme") {
+                return IGNORE;
+            }
+            self.slot_for(p)
+        }
+        fn element(&mut self, parent: Slot) -> Slot {
+            let p = format!("{}[]", self.path(parent));
+            self.slot_for(p)
+        }
+        fn capture_len(&self, _slot: Slot) -> usize {
+            16
+        }
+        fn scalar(&mut self, slot: Slot, value: Scalar<'_>) {
+            let v = match value {
+                Scalar::Str {
+                    text,
+                    truncated,
+                    empty,
+                } => format!(
+                    "s:{}{}{}",
+                    String::from_utf8_lossy(text),
+                    if truncated { "…" } else { "" },
+                    if empty { "(empty)" } else { "" }
+                ),
+                Scalar::Num(n) => format!("n:{n:?}"),
+                Scalar::Bool(b) => format!("b:{b}"),
+                Scalar::Null => "null".to_string(),
+            };
+            let p = self.path(slot);
+            self.seen.push((p, v));
+        }
+    }
+
+    fn scan_chunks(chunks: &[&[u8]]) -> (Vec<(String, String)>, bool, bool) {
+        let mut r = PathRecorder::default();
+        r.paths.push(String::new()); // slot 1 = root
+        let mut s = JsonScanner::new(1);
+        for c in chunks {
+            s.feed(c, &mut r);
+        }
+        let failed = s.failed();
+        let complete = s.finish(&mut r);
+        (r.seen, failed, complete)
+    }
+
+    fn scan(doc: &str) -> (Vec<(String, String)>, bool, bool) {
+        scan_chunks(&[doc.as_bytes()])
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_scalars_by_path() {
+        let doc = r#"{"model":"m\"x","stream":true,"n":12,"f":-1.5e3,"z":null,
+            "o":{"include_usage":false},"a":[1,{"k":"v"},[]],"e":""}"#;
+        let (seen, failed, complete) = scan(doc);
+        assert!(!failed && complete);
+        assert_eq!(
+            seen,
+            pairs(&[
+                (".model", "s:m\"x"),
+                (".stream", "b:true"),
+                (".n", "n:Some(12)"),
+                (".f", "n:None"),
+                (".z", "null"),
+                (".o.include_usage", "b:false"),
+                (".a[]", "n:Some(1)"),
+                (".a[].k", "s:v"),
+                (".e", "s:(empty)"),
+            ])
+        );
+    }
+
+    #[test]
+    fn every_split_gives_the_same_result() {
+        let doc = r#"{"id":"x","choices":[{"delta":{"content":"h\u00e9\\"},"finish_reason":null}],"usage":{"completion_tokens":123456}}"#;
+        let whole = scan(doc);
+        assert!(whole.2);
+        let bytes = doc.as_bytes();
+        for i in 0..=bytes.len() {
+            for j in i..=bytes.len() {
+                let got = scan_chunks(&[&bytes[..i], &bytes[i..j], &bytes[j..]]);
+                assert_eq!(got, whole, "split at {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn captures_are_capped() {
+        let (seen, _, complete) = scan(r#"{"model":"abcdefghijklmnopqrstuvwxyz"}"#);
+        assert!(complete);
+        assert_eq!(seen, pairs(&[(".model", "s:abcdefghijklmnop…")]));
+    }
+
+    #[test]
+    fn ignored_subtrees_are_skipped_but_balanced() {
+        let doc = r#"{"skipme":{"a":[1,2,{"b":"}]{["}],"c":"\"}"},"after":1}"#;
+        let (seen, failed, complete) = scan(doc);
+        assert!(!failed && complete);
+        assert_eq!(seen, pairs(&[(".after", "n:Some(1)")]));
+    }
+
+    #[test]
+    fn deep_nesting_is_skipped_not_failed() {
+        let doc = format!("{}1{}", "[".repeat(100), "]".repeat(100));
+        let (_, failed, complete) = scan(&doc);
+        assert!(!failed && complete);
+    }
+
+    #[test]
+    fn malformed_documents_fail() {
+        for doc in [
+            "{\"a\" 1}",
+            "{\"a\":1,}",
+            "{\"a\":tru}",
+            "[1 2]",
+            "{\"a\":1]",
+            "{} x",
+            "}",
+            "{\"a\":\"\\q\"}",
+            "{\"a\":\"\\u12G4\"}",
+            "{'a':1}",
+        ] {
+            let (_, failed, complete) = scan(doc);
+            assert!(failed || !complete, "{doc} accepted");
+            assert!(!complete, "{doc} complete");
+        }
+    }
+
+    #[test]
+    fn incomplete_documents_are_not_complete() {
+        for doc in ["", "{", "{\"a\":", "{\"a\":\"x", "[1,2", "tr"] {
+            let (_, failed, complete) = scan(doc);
+            assert!(!failed, "{doc} failed");
+            assert!(!complete, "{doc} complete");
+        }
+        let (seen, _, complete) = scan("42");
+        assert!(complete);
+        assert_eq!(seen, pairs(&[("", "n:Some(42)")]));
+    }
+
+    #[test]
+    fn reset_starts_a_new_document() {
+        let mut r = PathRecorder::default();
+        r.paths.push(String::new());
+        let mut s = JsonScanner::new(1);
+        s.feed(br#"{"a":1}"#, &mut r);
+        assert!(s.finish(&mut r));
+        s.reset();
+        assert!(s.is_pristine());
+        s.feed(br#"{"b":2}"#, &mut r);
+        assert!(s.finish(&mut r));
+        assert_eq!(r.seen, pairs(&[(".a", "n:Some(1)"), (".b", "n:Some(2)")]));
+    }
+
+    #[test]
+    fn huge_numbers_are_not_values() {
+        let (seen, _, _) = scan(r#"{"n":99999999999999999999999}"#);
+        assert_eq!(seen, pairs(&[(".n", "n:None")]));
+    }
+}

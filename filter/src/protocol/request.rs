@@ -1,0 +1,145 @@
+//! Reads the top-level `model`, `stream` and `stream_options` of an inference request body as
+//! it streams past, without keeping the body (prompts can be megabytes).
+
+use super::json::{JsonScanner, Scalar, Slot, Visitor, IGNORE};
+use crate::labels::MAX_LABEL_LEN;
+
+const ROOT: Slot = 1;
+const MODEL: Slot = 2;
+const STREAM: Slot = 3;
+const STREAM_OPTIONS: Slot = 4;
+const INCLUDE_USAGE: Slot = 5;
+const CONTINUOUS_USAGE: Slot = 6;
+
+/// What the request asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestFacts {
+    /// The raw `model` value (capped at the label length), if present.
+    pub model: Option<Vec<u8>>,
+    pub stream: Option<bool>,
+    pub include_usage: Option<bool>,
+    pub continuous_usage: Option<bool>,
+}
+
+impl Visitor for RequestFacts {
+    fn child(&mut self, parent: Slot, key: &[u8]) -> Slot {
+        match (parent, key) {
+            (ROOT, b"model") => MODEL,
+            (ROOT, b"stream") => STREAM,
+            (ROOT, b"stream_options") => STREAM_OPTIONS,
+            (STREAM_OPTIONS, b"include_usage") => INCLUDE_USAGE,
+            (STREAM_OPTIONS, b"continuous_usage_stats") => CONTINUOUS_USAGE,
+            _ => IGNORE,
+        }
+    }
+
+    fn capture_len(&self, slot: Slot) -> usize {
+        if slot == MODEL {
+            MAX_LABEL_LEN
+        } else {
+            0
+        }
+    }
+
+    fn scalar(&mut self, slot: Slot, value: Scalar<'_>) {
+        match (slot, value) {
+            (MODEL, Scalar::Str { text, .. }) => self.model = Some(text.to_vec()),
+            (STREAM, Scalar::Bool(b)) => self.stream = Some(b),
+            (INCLUDE_USAGE, Scalar::Bool(b)) => self.include_usage = Some(b),
+            (CONTINUOUS_USAGE, Scalar::Bool(b)) => self.continuous_usage = Some(b),
+            _ => {}
+        }
+    }
+}
+
+/// The request body scanner.
+pub struct RequestScanner {
+    scanner: JsonScanner,
+    pub facts: RequestFacts,
+}
+
+impl Default for RequestScanner {
+    fn default() -> Self {
+        RequestScanner {
+            scanner: JsonScanner::new(ROOT),
+            facts: RequestFacts::default(),
+        }
+    }
+}
+
+impl RequestScanner {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if !self.scanner.failed() {
+            self.scanner.feed(chunk, &mut self.facts);
+        }
+    }
+
+    /// Ends the body: true when it was one well-formed JSON document.
+    pub fn finish(&mut self) -> bool {
+        self.scanner.finish(&mut self.facts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(chunks: &[&[u8]]) -> (RequestFacts, bool) {
+        let mut s = RequestScanner::default();
+        for c in chunks {
+            s.feed(c);
+        }
+        let ok = s.finish();
+        (s.facts, ok)
+    }
+
+    #[test]
+    fn reads_the_top_level_fields_only() {
+        let body = br#"{"messages":[{"role":"user","content":"say \"model\": x","model":"inner"}],
+            "model":"meta-llama/Llama-3.1-8B-Instruct","stream":true,
+            "stream_options":{"include_usage":true,"continuous_usage_stats":false},
+            "tools":[{"model":"no","stream":false}]}"#;
+        let (f, ok) = scan(&[body]);
+        assert!(ok);
+        assert_eq!(
+            f.model.as_deref(),
+            Some(&b"meta-llama/Llama-3.1-8B-Instruct"[..])
+        );
+        assert_eq!(f.stream, Some(true));
+        assert_eq!(f.include_usage, Some(true));
+        assert_eq!(f.continuous_usage, Some(false));
+        for i in 0..=body.len() {
+            assert_eq!(
+                scan(&[&body[..i], &body[i..]]),
+                (f.clone(), true),
+                "split {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn absent_and_odd_fields() {
+        let (f, ok) = scan(&[br#"{"prompt":"hi"}"#]);
+        assert!(ok);
+        assert_eq!(f, RequestFacts::default());
+        let (f, _) = scan(&[br#"{"model":42,"stream":"yes"}"#]);
+        assert_eq!((f.model, f.stream), (None, None));
+        let (f, ok) = scan(&[b"\x1f\x8b\x08garbage"]);
+        assert!(!ok);
+        assert_eq!(f, RequestFacts::default());
+    }
+
+    #[test]
+    fn a_huge_prompt_keeps_no_state() {
+        let prompt = "x".repeat(10 << 20);
+        let body = format!(r#"{{"prompt":"{prompt}","model":"m","stream":false}}"#);
+        let mut s = RequestScanner::default();
+        for c in body.as_bytes().chunks(65536) {
+            s.feed(c);
+        }
+        assert!(s.finish());
+        assert_eq!(s.facts.model.as_deref(), Some(&b"m"[..]));
+        assert_eq!(s.facts.stream, Some(false));
+        assert!(std::mem::size_of::<RequestScanner>() < 512);
+    }
+}

@@ -1,0 +1,563 @@
+//! What a worker's response says about tokens: per-event facts from OpenAI chat/completions
+//! chunks, the Responses API, and SGLang's `/generate`, folded into token events and a
+//! per-stream summary (DESIGN §2 step 4).
+
+use super::json::{JsonScanner, Scalar, Slot, Visitor, IGNORE};
+use super::sse::{SseFramer, SseSink};
+
+const ROOT: Slot = 1;
+const CHOICES: Slot = 2;
+const CHOICE: Slot = 3;
+const DELTA: Slot = 4;
+const CONTENT: Slot = 5;
+const TOOL_CALLS: Slot = 6;
+const FINISH: Slot = 7;
+const USAGE: Slot = 8;
+const OUT_TOKENS: Slot = 9;
+const IN_TOKENS: Slot = 10;
+const IN_DETAILS: Slot = 11;
+const CACHED: Slot = 12;
+const ERROR: Slot = 13;
+const OBJECT: Slot = 14;
+const META: Slot = 15;
+const TYPE: Slot = 16;
+const RESP_DELTA: Slot = 17;
+const RESPONSE: Slot = 18;
+
+/// Facts of one SSE event (or of a whole unary body).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EventFacts {
+    /// Choices with a non-empty content/text/reasoning delta or tool call.
+    pub pieces: u32,
+    /// Cumulative output tokens (`usage.completion_tokens`, SGLang `meta_info`).
+    pub output_tokens: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    pub finished: bool,
+    pub error: bool,
+    /// Responses API: `type` ends in `.delta` and `delta` is non-empty.
+    resp_type_delta: bool,
+    resp_delta_nonempty: bool,
+    resp_completed: bool,
+}
+
+impl EventFacts {
+    fn token_pieces(&self) -> u32 {
+        self.pieces + u32::from(self.resp_type_delta && self.resp_delta_nonempty)
+    }
+}
+
+impl Visitor for EventFacts {
+    fn child(&mut self, parent: Slot, key: &[u8]) -> Slot {
+        match (parent, key) {
+            (ROOT, b"choices") => CHOICES,
+            (ROOT, b"usage") => USAGE,
+            (ROOT, b"error") => ERROR,
+            (ROOT, b"object") => OBJECT,
+            (ROOT, b"meta_info") => META,
+            (ROOT, b"type") => TYPE,
+            (ROOT, b"delta") => RESP_DELTA,
+            (ROOT, b"response") => RESPONSE,
+            (CHOICE, b"delta") | (CHOICE, b"message") => DELTA,
+            (CHOICE, b"text") => CONTENT,
+            (CHOICE, b"finish_reason") => FINISH,
+            (DELTA, b"content") | (DELTA, b"reasoning_content") | (DELTA, b"reasoning") => CONTENT,
+            (DELTA, b"tool_calls") => TOOL_CALLS,
+            (USAGE, b"completion_tokens") | (USAGE, b"output_tokens") => OUT_TOKENS,
+            (USAGE, b"prompt_tokens") | (USAGE, b"input_tokens") => IN_TOKENS,
+            (USAGE, b"prompt_tokens_details") | (USAGE, b"input_tokens_details") => IN_DETAILS,
+            (IN_DETAILS, b"cached_tokens") => CACHED,
+            (META, b"completion_tokens") => OUT_TOKENS,
+            (META, b"prompt_tokens") => IN_TOKENS,
+            (META, b"cached_tokens") => CACHED,
+            (META, b"finish_reason") => FINISH,
+            (RESPONSE, b"usage") => USAGE,
+            (ERROR, _) => {
+                // Any member makes a non-empty error object.
+                self.error = true;
+                IGNORE
+            }
+            _ => IGNORE,
+        }
+    }
+
+    fn element(&mut self, parent: Slot) -> Slot {
+        match parent {
+            CHOICES => CHOICE,
+            TOOL_CALLS => {
+                self.pieces += 1;
+                IGNORE
+            }
+            _ => IGNORE,
+        }
+    }
+
+    fn capture_len(&self, slot: Slot) -> usize {
+        match slot {
+            OBJECT => 8,
+            TYPE => 64,
+            _ => 0,
+        }
+    }
+
+    fn scalar(&mut self, slot: Slot, value: Scalar<'_>) {
+        match (slot, value) {
+            (CONTENT, Scalar::Str { empty: false, .. }) => self.pieces += 1,
+            (FINISH, Scalar::Str { .. }) => self.finished = true,
+            (OUT_TOKENS, Scalar::Num(n)) => self.output_tokens = n,
+            (IN_TOKENS, Scalar::Num(n)) => self.input_tokens = n,
+            (CACHED, Scalar::Num(n)) => self.cached_tokens = n,
+            (ERROR, Scalar::Str { .. }) | (ERROR, Scalar::Num(_)) | (ERROR, Scalar::Bool(true)) => {
+                self.error = true
+            }
+            (OBJECT, Scalar::Str { text, .. }) if text == b"error" => self.error = true,
+            (TYPE, Scalar::Str { text, .. }) => {
+                if text.ends_with(b".delta") {
+                    self.resp_type_delta = true;
+                } else if text == b"response.completed" {
+                    self.resp_completed = true;
+                } else if text == b"error" || text == b"response.failed" {
+                    self.error = true;
+                }
+            }
+            (RESP_DELTA, Scalar::Str { empty: false, .. }) => self.resp_delta_nonempty = true,
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    Unknown,
+    /// Every event carries a running output count: new tokens are its growth.
+    Cumulative,
+    /// One token per non-empty delta; a final `usage` only corrects the total.
+    PerDelta,
+}
+
+/// What the whole response said, folded event by event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    counting: Counting,
+    last_cumulative: u64,
+    /// Output tokens emitted as token events so far.
+    pub streamed_tokens: u64,
+    /// Output tokens as reported by the worker's usage, when it reported them.
+    pub usage_output_tokens: Option<u64>,
+    pub input_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    /// A `[DONE]`, a finish reason or `response.completed` was seen.
+    pub complete: bool,
+    /// An error event arrived inside the stream.
+    pub backend_error: bool,
+    /// Events (or a unary body) that did not parse.
+    pub malformed: u32,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            counting: Counting::Unknown,
+            last_cumulative: 0,
+            streamed_tokens: 0,
+            usage_output_tokens: None,
+            input_tokens: None,
+            cached_tokens: None,
+            complete: false,
+            backend_error: false,
+            malformed: 0,
+        }
+    }
+}
+
+impl Summary {
+    /// Folds one event in; returns how many new output tokens it carries.
+    pub fn on_event(&mut self, e: &EventFacts) -> u32 {
+        if e.error {
+            self.backend_error = true;
+        }
+        if e.finished || e.resp_completed {
+            self.complete = true;
+        }
+        if e.input_tokens.is_some() {
+            self.input_tokens = e.input_tokens;
+        }
+        if e.cached_tokens.is_some() {
+            self.cached_tokens = e.cached_tokens;
+        }
+        let pieces = e.token_pieces();
+        let new = match (e.output_tokens, self.counting) {
+            (Some(count), Counting::Unknown | Counting::Cumulative) => {
+                self.counting = Counting::Cumulative;
+                let new = count.saturating_sub(self.last_cumulative);
+                self.last_cumulative = self.last_cumulative.max(count);
+                self.usage_output_tokens = Some(self.last_cumulative);
+                new
+            }
+            (Some(count), Counting::PerDelta) => {
+                self.usage_output_tokens = Some(count);
+                u64::from(pieces)
+            }
+            (None, Counting::Cumulative) => 0,
+            (None, _) => {
+                if pieces > 0 {
+                    self.counting = Counting::PerDelta;
+                }
+                u64::from(pieces)
+            }
+        };
+        self.streamed_tokens += new;
+        u32::try_from(new).unwrap_or(u32::MAX)
+    }
+
+    /// The request's output token count: the worker's usage when reported, else what streamed.
+    pub fn output_tokens(&self) -> u64 {
+        self.usage_output_tokens.unwrap_or(self.streamed_tokens)
+    }
+}
+
+const DONE: &[u8] = b"[DONE]";
+
+/// Parses one SSE event's data as JSON, recognising the `[DONE]` sentinel without buffering.
+struct EventParser {
+    scanner: JsonScanner,
+    facts: EventFacts,
+    /// How much of `[DONE]` the data matched so far; `None` once it cannot be `[DONE]`.
+    done_matched: Option<usize>,
+    event_is_error: bool,
+    name_matched: Option<usize>,
+    summary: Summary,
+}
+
+impl EventParser {
+    fn new() -> EventParser {
+        EventParser {
+            scanner: JsonScanner::new(ROOT),
+            facts: EventFacts::default(),
+            done_matched: Some(0),
+            event_is_error: false,
+            name_matched: Some(0),
+            summary: Summary::default(),
+        }
+    }
+
+    fn data(&mut self, mut bytes: &[u8]) {
+        if let Some(pos) = self.done_matched {
+            if pos == 0 {
+                let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+                bytes = match start {
+                    Some(s) => bytes.get(s..).unwrap_or_default(),
+                    None => return,
+                };
+            }
+            let want = DONE.get(pos..).unwrap_or_default();
+            let common = bytes.iter().zip(want).take_while(|(a, b)| a == b).count();
+            if common == bytes.len() {
+                self.done_matched = Some(pos + common);
+                return;
+            }
+            self.done_matched = None;
+            // Not `[DONE]` after all: replay what was held back as JSON.
+            self.scanner
+                .feed(DONE.get(..pos).unwrap_or_default(), &mut self.facts);
+        }
+        self.scanner.feed(bytes, &mut self.facts);
+    }
+
+    fn event_name(&mut self, bytes: &[u8]) {
+        const ERROR_NAME: &[u8] = b"error";
+        if let Some(pos) = self.name_matched {
+            let want = ERROR_NAME.get(pos..).unwrap_or_default();
+            if bytes.len() <= want.len() && want.starts_with(bytes) {
+                self.name_matched = Some(pos + bytes.len());
+                self.event_is_error = pos + bytes.len() == ERROR_NAME.len();
+            } else {
+                self.name_matched = None;
+                self.event_is_error = false;
+            }
+        }
+    }
+
+    /// Ends the event; returns its new output tokens.
+    fn dispatch(&mut self) -> u32 {
+        let new = match self.done_matched {
+            Some(n) if n == DONE.len() => {
+                self.summary.complete = true;
+                0
+            }
+            Some(0) if self.scanner.is_pristine() => 0, // no data at all
+            matched => {
+                if let Some(pos) = matched {
+                    self.scanner
+                        .feed(DONE.get(..pos).unwrap_or_default(), &mut self.facts);
+                }
+                if self.scanner.finish(&mut self.facts) {
+                    self.summary.on_event(&self.facts)
+                } else {
+                    self.summary.malformed += 1;
+                    0
+                }
+            }
+        };
+        if self.event_is_error {
+            self.summary.backend_error = true;
+        }
+        self.facts = EventFacts::default();
+        self.scanner.reset();
+        self.done_matched = Some(0);
+        self.name_matched = Some(0);
+        self.event_is_error = false;
+        new
+    }
+}
+
+/// Couples the framer's callbacks to the event parser and the caller's token callback.
+struct Dispatch<'a, F: FnMut(u32)> {
+    events: &'a mut EventParser,
+    on_tokens: &'a mut F,
+}
+
+impl<F: FnMut(u32)> SseSink for Dispatch<'_, F> {
+    fn data(&mut self, bytes: &[u8]) {
+        self.events.data(bytes);
+    }
+    fn event_name(&mut self, bytes: &[u8]) {
+        self.events.event_name(bytes);
+    }
+    fn dispatch(&mut self) {
+        let new = self.events.dispatch();
+        if new > 0 {
+            (self.on_tokens)(new);
+        }
+    }
+}
+
+/// An SSE response body, fed chunk by chunk.
+pub struct SseResponse {
+    framer: SseFramer,
+    events: EventParser,
+}
+
+impl Default for SseResponse {
+    fn default() -> Self {
+        SseResponse {
+            framer: SseFramer::default(),
+            events: EventParser::new(),
+        }
+    }
+}
+
+impl SseResponse {
+    /// Frames `chunk`; calls `on_tokens(k)` for each event that carries k > 0 new tokens.
+    pub fn feed<F: FnMut(u32)>(&mut self, chunk: &[u8], on_tokens: &mut F) {
+        let mut sink = Dispatch {
+            events: &mut self.events,
+            on_tokens,
+        };
+        self.framer.feed(chunk, &mut sink);
+    }
+
+    pub fn summary(&self) -> &Summary {
+        &self.events.summary
+    }
+}
+
+/// A unary JSON response body, fed chunk by chunk, summarised at the end.
+pub struct JsonResponse {
+    scanner: JsonScanner,
+    facts: EventFacts,
+}
+
+impl Default for JsonResponse {
+    fn default() -> Self {
+        JsonResponse {
+            scanner: JsonScanner::new(ROOT),
+            facts: EventFacts::default(),
+        }
+    }
+}
+
+impl JsonResponse {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        self.scanner.feed(chunk, &mut self.facts);
+    }
+
+    /// Ends the body. A unary answer is complete by definition; its tokens are its usage.
+    pub fn finish(&mut self) -> Summary {
+        let mut summary = Summary::default();
+        if self.scanner.finish(&mut self.facts) {
+            let facts = EventFacts {
+                pieces: 0,
+                ..self.facts
+            };
+            summary.on_event(&facts);
+            summary.complete = true;
+        } else {
+            summary.malformed = 1;
+        }
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(chunks: &[&[u8]]) -> (Vec<u32>, Summary) {
+        let mut r = SseResponse::default();
+        let mut events = Vec::new();
+        for c in chunks {
+            r.feed(c, &mut |k| events.push(k));
+        }
+        (events, *r.summary())
+    }
+
+    fn chat_chunk(content: &str, usage: Option<u64>) -> String {
+        let usage = match usage {
+            Some(n) => format!(
+                r#","usage":{{"prompt_tokens":7,"completion_tokens":{n},"total_tokens":{}}}"#,
+                n + 7
+            ),
+            None => String::new(),
+        };
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}},\"finish_reason\":null}}]{usage}}}\n\n"
+        )
+    }
+
+    const ROLE: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
+
+    #[test]
+    fn role_only_and_empty_chunks_are_not_tokens() {
+        let body = format!(
+            "{ROLE}{}{}data: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\ndata: [DONE]\n\n",
+            chat_chunk("a", None),
+            chat_chunk("b", None)
+        );
+        let (events, s) = stream(&[body.as_bytes()]);
+        assert_eq!(events, vec![1, 1]);
+        assert_eq!(s.output_tokens(), 2);
+        assert!(s.complete && !s.backend_error);
+        assert_eq!(s.malformed, 0);
+        assert_eq!(s.input_tokens, None);
+    }
+
+    #[test]
+    fn final_usage_corrects_the_total_but_not_the_events() {
+        let body = format!(
+            "{ROLE}{}{}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":6,\"prompt_tokens_details\":{{\"cached_tokens\":3}}}}}}\n\ndata: [DONE]\n\n",
+            chat_chunk("abc", None),
+            chat_chunk("def", None)
+        );
+        let (events, s) = stream(&[body.as_bytes()]);
+        assert_eq!(events, vec![1, 1]);
+        assert_eq!(s.streamed_tokens, 2);
+        assert_eq!(s.output_tokens(), 6);
+        assert_eq!(s.input_tokens, Some(7));
+        assert_eq!(s.cached_tokens, Some(3));
+    }
+
+    #[test]
+    fn continuous_usage_counts_growth() {
+        let role = ROLE.replace(
+            "]}\n",
+            "],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":0}}\n",
+        );
+        let body = format!(
+            "{role}{}{}{}data: [DONE]\n\n",
+            chat_chunk("abc", Some(3)),
+            chat_chunk("def", Some(6)),
+            chat_chunk("g", Some(7))
+        );
+        let (events, s) = stream(&[body.as_bytes()]);
+        assert_eq!(events, vec![3, 3, 1]);
+        assert_eq!(s.output_tokens(), 7);
+    }
+
+    #[test]
+    fn completions_and_sglang_and_responses_shapes() {
+        let completions = "data: {\"choices\":[{\"index\":0,\"text\":\" t0\",\"finish_reason\":null}]}\n\ndata: {\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}]}\n\ndata: [DONE]\n\n";
+        let (events, s) = stream(&[completions.as_bytes()]);
+        assert_eq!((events, s.complete), (vec![1], true));
+
+        let sglang = "data: {\"text\":\"a\",\"meta_info\":{\"prompt_tokens\":4,\"completion_tokens\":1,\"cached_tokens\":0,\"finish_reason\":null}}\n\ndata: {\"text\":\"abc\",\"meta_info\":{\"prompt_tokens\":4,\"completion_tokens\":3,\"finish_reason\":{\"type\":\"length\"}}}\n\ndata: [DONE]\n\n";
+        let (events, s) = stream(&[sglang.as_bytes()]);
+        assert_eq!(events, vec![1, 2]);
+        assert_eq!((s.output_tokens(), s.input_tokens), (3, Some(4)));
+
+        let responses = "event: response.created\ndata: {\"type\":\"response.created\"}\n\nevent: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\ndata: {\"delta\":\"!\",\"type\":\"response.output_text.delta\"}\n\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":5,\"output_tokens\":2}}}\n\n";
+        let (events, s) = stream(&[responses.as_bytes()]);
+        assert_eq!(events, vec![1, 1]);
+        assert!(s.complete);
+        assert_eq!((s.output_tokens(), s.input_tokens), (2, Some(5)));
+    }
+
+    #[test]
+    fn tool_calls_and_reasoning_are_tokens() {
+        let body = "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\"}}]}}]}\n\ndata: {\"choices\":[{\"delta\":{\"tool_calls\":[]}}]}\n\n";
+        let (events, _) = stream(&[body.as_bytes()]);
+        assert_eq!(events, vec![1, 1]);
+    }
+
+    #[test]
+    fn error_events_are_backend_errors() {
+        for body in [
+            "data: {\"error\":{\"object\":\"error\",\"message\":\"x\",\"code\":500}}\n\ndata: [DONE]\n\n",
+            "data: {\"object\":\"error\",\"message\":\"x\"}\n\n",
+            "event: error\ndata: {\"message\":\"x\"}\n\n",
+            "data: {\"type\":\"error\",\"message\":\"x\"}\n\n",
+        ] {
+            let (_, s) = stream(&[body.as_bytes()]);
+            assert!(s.backend_error, "{body}");
+        }
+        let ok = "event: errorish\ndata: {\"error\":null}\n\n";
+        assert!(!stream(&[ok.as_bytes()]).1.backend_error);
+    }
+
+    #[test]
+    fn malformed_events_are_counted_and_skipped() {
+        let body = format!(
+            "data: {{not json}}\n\ndata: [DON\n\ndata: [DONE] x\n\n{}data: \n\n",
+            chat_chunk("a", None)
+        );
+        let (events, s) = stream(&[body.as_bytes()]);
+        assert_eq!(events, vec![1]);
+        assert_eq!(s.malformed, 3);
+        assert!(!s.complete);
+    }
+
+    #[test]
+    fn every_byte_split_gives_the_same_events() {
+        let body = format!(
+            "{ROLE}{}{}data: {{\"choices\":[],\"usage\":{{\"prompt_tokens\":7,\"completion_tokens\":2}}}}\r\n\r\ndata: [DONE]\n\n",
+            chat_chunk("a\\\"b", None),
+            chat_chunk("c", None)
+        );
+        let bytes = body.as_bytes();
+        let whole = stream(&[bytes]);
+        for i in 0..=bytes.len() {
+            assert_eq!(stream(&[&bytes[..i], &bytes[i..]]), whole, "split at {i}");
+        }
+        // One byte per chunk.
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(stream(&singles), whole);
+    }
+
+    #[test]
+    fn unary_bodies() {
+        let body = br#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hello there"},"finish_reason":"length"}],"usage":{"prompt_tokens":9,"total_tokens":14,"completion_tokens":5}}"#;
+        for split in [0, 1, 50, body.len()] {
+            let mut r = JsonResponse::default();
+            r.feed(&body[..split]);
+            r.feed(&body[split..]);
+            let s = r.finish();
+            assert_eq!(
+                (s.output_tokens(), s.input_tokens, s.malformed),
+                (5, Some(9), 0)
+            );
+        }
+        let mut r = JsonResponse::default();
+        r.feed(b"{\"id\": broken");
+        assert_eq!(r.finish().malformed, 1);
+    }
+}
