@@ -3,6 +3,7 @@
 //! Every error names the field it is about (`metrics_prefix: ...`), because the operator only
 //! sees one log line from Envoy when a config is refused.
 
+use crate::health::config::{HealthConfig, RawHealth};
 use serde::Deserialize;
 use std::fmt;
 
@@ -20,6 +21,8 @@ pub const MAX_MAX_MODELS: u32 = 1024;
 pub struct Config {
     pub metrics_prefix: String,
     pub max_models: u32,
+    /// Health probing and the `/health`, `/live` answers; `None` when not configured.
+    pub health: Option<HealthConfig>,
 }
 
 /// A configuration error: the field it concerns (a JSON path such as `max_models`) and why.
@@ -36,7 +39,7 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: &str, reason: impl Into<String>) -> Self {
         ConfigError {
             field: field.to_string(),
             reason: reason.into(),
@@ -49,6 +52,7 @@ impl ConfigError {
 struct RawConfig {
     metrics_prefix: Option<String>,
     max_models: Option<u32>,
+    health: Option<RawHealth>,
 }
 
 impl Config {
@@ -69,9 +73,11 @@ impl Config {
                 format!("must be between 1 and {MAX_MAX_MODELS}, got {max_models}"),
             ));
         }
+        let health = raw.health.map(HealthConfig::validate).transpose()?;
         Ok(Config {
             metrics_prefix: prefix.to_string(),
             max_models,
+            health,
         })
     }
 }
@@ -88,11 +94,13 @@ fn parse_raw(config: &[u8]) -> Result<RawConfig, ConfigError> {
     let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        // serde names an unknown field in its message; the path then points at its parent.
-        let field = if path == "." || path == "?" || path.is_empty() {
-            unknown_field_name(&inner.to_string()).unwrap_or_else(|| "(config)".to_string())
-        } else {
-            path
+        let at_root = path == "." || path == "?" || path.is_empty();
+        // Below the root the path names the field (an unknown one included); at the root
+        // serde's message does.
+        let field = match (at_root, unknown_field_name(&inner.to_string())) {
+            (true, Some(name)) => name,
+            (true, None) => "(config)".to_string(),
+            (false, _) => path,
         };
         ConfigError::new(&field, strip_position(&inner.to_string()))
     })?;

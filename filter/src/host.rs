@@ -39,6 +39,15 @@ pub trait Host {
     /// Filter state for access logs (read back as `wasm.<path>`).
     fn set_property(&self, path: &str, value: &[u8]);
     fn log_warn(&self, msg: &str);
+    /// An HTTP call to `cluster` (headers include `:method`, `:path`, `:authority`); the answer
+    /// arrives later with the returned token.
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout_ms: u64,
+    ) -> Result<u32, HostError>;
 }
 
 /// The real host: proxy-wasm hostcalls into Envoy.
@@ -93,6 +102,23 @@ impl Host for ProxyWasmHost {
     fn log_warn(&self, msg: &str) {
         log::warn!("{msg}");
     }
+
+    fn dispatch_http_call(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout_ms: u64,
+    ) -> Result<u32, HostError> {
+        proxy_wasm::hostcalls::dispatch_http_call(
+            cluster,
+            headers.to_vec(),
+            body,
+            Vec::new(),
+            std::time::Duration::from_millis(timeout_ms),
+        )
+        .map_err(|s| HostError::Refused("dispatch_http_call", format!("{s:?}")))
+    }
 }
 
 #[cfg(test)]
@@ -111,11 +137,36 @@ pub mod fake {
         pub shared: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
         pub properties: RefCell<BTreeMap<String, Vec<u8>>>,
         pub logs: RefCell<Vec<String>>,
+        /// HTTP calls dispatched: (token, cluster, headers, body, timeout ms).
+        pub calls: RefCell<Vec<FakeCall>>,
+        /// Make the next dispatches fail (an unknown cluster, say).
+        pub refuse_calls: Cell<bool>,
         /// Metric host calls (define, increment, record): the hot-path cost that matters.
         pub host_calls: Cell<u64>,
     }
 
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct FakeCall {
+        pub token: u32,
+        pub cluster: String,
+        pub headers: Vec<(String, String)>,
+        pub body: Option<String>,
+        pub timeout_ms: u64,
+    }
+
+    impl FakeCall {
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
     impl FakeHost {
+        pub fn now_ms(&self) -> u64 {
+            self.clock_ns.get() / 1_000_000
+        }
         pub fn advance_ms(&self, ms: u64) {
             self.clock_ns.set(self.clock_ns.get() + ms * 1_000_000);
         }
@@ -205,6 +256,33 @@ pub mod fake {
         }
         fn log_warn(&self, msg: &str) {
             self.logs.borrow_mut().push(msg.to_string());
+        }
+        fn dispatch_http_call(
+            &self,
+            cluster: &str,
+            headers: &[(&str, &str)],
+            body: Option<&[u8]>,
+            timeout_ms: u64,
+        ) -> Result<u32, HostError> {
+            if self.refuse_calls.get() {
+                return Err(HostError::Refused(
+                    "dispatch_http_call",
+                    "BadArgument".into(),
+                ));
+            }
+            let mut calls = self.calls.borrow_mut();
+            let token = calls.len() as u32 + 1;
+            calls.push(FakeCall {
+                token,
+                cluster: cluster.to_string(),
+                headers: headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                body: body.map(|b| String::from_utf8_lossy(b).into_owned()),
+                timeout_ms,
+            });
+            Ok(token)
         }
     }
 }

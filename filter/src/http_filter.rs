@@ -4,7 +4,9 @@
 //! Host calls go through `hostcalls` with errors handled, never through the SDK's trait
 //! helpers, which `unwrap()` (a panic would take the whole VM down).
 
-use crate::host::ProxyWasmHost;
+use crate::health::prober::Prober;
+use crate::health::report;
+use crate::host::{Host, ProxyWasmHost};
 use crate::meter::{ResponseHead, StreamMeter, VmMeter};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -12,14 +14,44 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
+/// The health prober of this VM and the paths it answers.
+pub struct HealthEndpoint {
+    pub prober: RefCell<Prober>,
+    pub path: String,
+    pub live_path: String,
+    pub started_ns: u64,
+}
+
+impl HealthEndpoint {
+    /// The local answer for `GET path`, if the path is one of ours.
+    fn answer(&self, path: &[u8]) -> Option<(u32, String)> {
+        let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+        let host = ProxyWasmHost;
+        let uptime = host.now_ns().saturating_sub(self.started_ns) / 1_000_000_000;
+        if path == self.path.as_bytes() {
+            let prober = self.prober.try_borrow().ok()?;
+            Some(report::health(&prober.views(&host), uptime))
+        } else if path == self.live_path.as_bytes() {
+            Some(report::live(uptime))
+        } else {
+            None
+        }
+    }
+}
+
 pub struct HttpFilter {
     vm: Rc<RefCell<VmMeter>>,
+    health: Option<Rc<HealthEndpoint>>,
     stream: Option<StreamMeter>,
 }
 
 impl HttpFilter {
-    pub fn new(vm: Rc<RefCell<VmMeter>>) -> HttpFilter {
-        HttpFilter { vm, stream: None }
+    pub fn new(vm: Rc<RefCell<VmMeter>>, health: Option<Rc<HealthEndpoint>>) -> HttpFilter {
+        HttpFilter {
+            vm,
+            health,
+            stream: None,
+        }
     }
 
     fn with_stream(&mut self, f: impl FnOnce(&mut StreamMeter, &mut VmMeter)) {
@@ -71,6 +103,22 @@ impl Context for HttpFilter {}
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let path = request_header(":path").unwrap_or_default();
+        if let Some(health) = &self.health {
+            let method = request_header(":method").unwrap_or_default();
+            if method == b"GET" || method == b"HEAD" {
+                if let Some((status, body)) = health.answer(&path) {
+                    let headers = vec![
+                        ("content-type", "application/json"),
+                        ("cache-control", "no-store"),
+                    ];
+                    let body = (method == b"GET").then_some(body.as_bytes());
+                    if hostcalls::send_http_response(status, headers, body).is_ok() {
+                        // Answered here: the stream is not an inference to measure.
+                        return Action::Pause;
+                    }
+                }
+            }
+        }
         let encoded = request_header("content-encoding")
             .map(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
             .unwrap_or(false);
@@ -126,6 +174,16 @@ impl HttpContext for HttpFilter {
         let flags = property_u64(&["response", "flags"]).unwrap_or(0);
         let details = property_string(&["response", "code_details"]);
         let status = u32::try_from(status).unwrap_or(0);
-        self.with_stream(|s, vm| s.on_log(vm, &ProxyWasmHost, status, flags, &details));
+        let mut succeeded = false;
+        self.with_stream(|s, vm| {
+            succeeded = s.on_log(vm, &ProxyWasmHost, status, flags, &details);
+        });
+        if let (true, Some(health)) = (succeeded, &self.health) {
+            let cluster = property_string(&["xds", "cluster_name"]);
+            let address = property_string(&["upstream", "address"]);
+            if let Ok(mut prober) = health.prober.try_borrow_mut() {
+                prober.on_real_success(&ProxyWasmHost, &cluster, &address);
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 //! `ProxyWasmHost` in `host` talk to proxy-wasm.
 
 pub mod config;
+pub mod health;
 pub mod host;
 pub mod http_filter;
 pub mod labels;

@@ -299,7 +299,8 @@ impl StreamMeter {
         }
     }
 
-    /// The stream is over (Envoy's `on_log`): completed, failed or abandoned.
+    /// The stream is over (Envoy's `on_log`): completed, failed or abandoned. Returns whether
+    /// it was a successful inference (evidence that its worker is healthy).
     pub fn on_log(
         &mut self,
         vm: &mut VmMeter,
@@ -307,7 +308,7 @@ impl StreamMeter {
         response_status: u32,
         response_flags: u64,
         code_details: &str,
-    ) {
+    ) -> bool {
         self.on_request_end(vm, host);
         if self.status == 0 {
             self.status = response_status;
@@ -356,6 +357,7 @@ impl StreamMeter {
             Series::model_only(model),
             -1,
         );
+        error.is_none() && self.endpoint.is_inference() && (200..300).contains(&self.status)
     }
 }
 

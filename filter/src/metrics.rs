@@ -235,39 +235,43 @@ impl Metrics {
         }
     }
 
-    /// `P_name.label=.=value;.;label=.=value;.;` — the encoding Istio's `extraStatTags` and
-    /// our `stats_tags` regexes `(label=\.=(.*?);\.;)` take apart.
     pub fn stat_name(&self, metric: Metric, series: Series) -> String {
-        let mut name = format!("{}_{}.", self.prefix, metric.suffix());
-        let mut label = |key: &str, value: &str| {
-            name.push_str(key);
-            name.push_str("=.=");
-            name.push_str(value);
-            name.push_str(";.;");
+        let model = self.models.label(series.model);
+        let status = if series.error.is_some() {
+            "error"
+        } else {
+            "success"
         };
-        label("model", self.models.label(series.model));
-        match metric {
-            Metric::RequestsTotal => {
-                label("endpoint", series.endpoint.as_str());
-                label("request_type", series.request_type.as_str());
-                label(
-                    "status",
-                    if series.error.is_some() {
-                        "error"
-                    } else {
-                        "success"
-                    },
-                );
-                label(
-                    "error_type",
-                    series.error.map(ErrorType::as_str).unwrap_or(""),
-                );
-            }
-            Metric::RequestDuration => label("request_type", series.request_type.as_str()),
-            _ => {}
-        }
-        name
+        let error_type = series.error.map(ErrorType::as_str).unwrap_or("");
+        let labels: &[(&str, &str)] = match metric {
+            Metric::RequestsTotal => &[
+                ("model", model),
+                ("endpoint", series.endpoint.as_str()),
+                ("request_type", series.request_type.as_str()),
+                ("status", status),
+                ("error_type", error_type),
+            ],
+            Metric::RequestDuration => &[
+                ("model", model),
+                ("request_type", series.request_type.as_str()),
+            ],
+            _ => &[("model", model)],
+        };
+        encode_stat_name(&self.prefix, metric.suffix(), labels)
     }
+}
+
+/// `P_name.label=.=value;.;label=.=value;.;` — the encoding Istio's `extraStatTags` and our
+/// `stats_tags` regexes `(label=\.=(.*?);\.;)` take apart. Values must be sanitized.
+pub fn encode_stat_name(prefix: &str, suffix: &str, labels: &[(&str, &str)]) -> String {
+    let mut name = format!("{prefix}_{suffix}.");
+    for (key, value) in labels {
+        name.push_str(key);
+        name.push_str("=.=");
+        name.push_str(value);
+        name.push_str(";.;");
+    }
+    name
 }
 
 #[cfg(test)]

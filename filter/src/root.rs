@@ -1,21 +1,59 @@
-//! The proxy-wasm `RootContext`: validates the plugin config and hands each HTTP stream a
-//! filter sharing this VM's metrics.
+//! The proxy-wasm `RootContext`: validates the plugin config, hands each HTTP stream a filter
+//! sharing this VM's metrics, and drives the health prober (ticks, call responses).
 
 use crate::config::{Config, PREFIX_ENV_VAR};
-use crate::http_filter::HttpFilter;
+use crate::health::prober::Prober;
+use crate::host::{Host, ProxyWasmHost};
+use crate::http_filter::{HealthEndpoint, HttpFilter};
 use crate::meter::VmMeter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
+use std::time::Duration;
 
 #[derive(Default)]
 pub struct Root {
     vm: Option<Rc<RefCell<VmMeter>>>,
+    health: Option<Rc<HealthEndpoint>>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(health) = &self.health else {
+            return;
+        };
+        // Envoy reports a failed call (timeout, reset, refused) with no headers at all.
+        let status = if num_headers == 0 {
+            None
+        } else {
+            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok())
+        };
+        let body = if body_size == 0 {
+            Vec::new()
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        if let Ok(mut prober) = health.prober.try_borrow_mut() {
+            prober.on_http_call_response(&ProxyWasmHost, token_id, status, &body);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
@@ -32,27 +70,55 @@ impl RootContext for Root {
             .unwrap_or_default()
         };
         let env_prefix = std::env::var(PREFIX_ENV_VAR).ok();
-        match Config::parse(&raw, env_prefix.as_deref()) {
-            Ok(config) => {
-                log::info!(
-                    "llm-pulse: configured, metrics prefix {:?}, max_models {}",
-                    config.metrics_prefix,
-                    config.max_models
-                );
-                self.vm = Some(Rc::new(RefCell::new(VmMeter::new(&config))));
-                true
-            }
+        let config = match Config::parse(&raw, env_prefix.as_deref()) {
+            Ok(config) => config,
             Err(e) => {
                 // Envoy refuses the config when this returns false; this line says why.
                 log::error!("llm-pulse: invalid plugin configuration: {e}");
-                false
+                return false;
+            }
+        };
+        log::info!(
+            "llm-pulse: configured, metrics prefix {:?}, max_models {}, {} health target(s)",
+            config.metrics_prefix,
+            config.max_models,
+            config.health.as_ref().map_or(0, |h| h.targets.len())
+        );
+        self.vm = Some(Rc::new(RefCell::new(VmMeter::new(&config))));
+        self.health = config.health.map(|h| {
+            let host = ProxyWasmHost;
+            let now = host.now_ns();
+            // Leases must tell this VM from the others: std's hasher seeds come from WASI
+            // random_get.
+            let mut hasher = RandomState::new().build_hasher();
+            hasher.write_u64(now);
+            let nonce = hasher.finish();
+            let mut prober = Prober::new(&config.metrics_prefix, h.targets, nonce);
+            prober.start(&host);
+            if let Some(ms) = prober.tick_period_ms() {
+                let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
+            }
+            Rc::new(HealthEndpoint {
+                prober: RefCell::new(prober),
+                path: h.path,
+                live_path: h.live_path,
+                started_ns: now,
+            })
+        });
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(health) = &self.health {
+            if let Ok(mut prober) = health.prober.try_borrow_mut() {
+                prober.tick(&ProxyWasmHost);
             }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let vm = self.vm.clone()?;
-        Some(Box::new(HttpFilter::new(vm)))
+        Some(Box::new(HttpFilter::new(vm, self.health.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,0 +1,310 @@
+use super::*;
+use crate::config::Config;
+use crate::host::fake::FakeHost;
+
+const COMPLETION: &[u8] = br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"x","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+
+fn targets(extra: &str) -> Vec<TargetConfig> {
+    let json = format!(
+        r#"{{"health":{{"targets":[{{"name":"w0","cluster":"workers","backend":"vllm","model":"m","interval":"1s","timeout":"300ms"{extra}}}]}}}}"#
+    );
+    Config::parse(json.as_bytes(), None)
+        .unwrap()
+        .health
+        .unwrap()
+        .targets
+}
+
+/// N VMs (probers) sharing one host: one shared-data store, one metric registry.
+struct Rig {
+    host: FakeHost,
+    vms: Vec<Prober>,
+}
+
+impl Rig {
+    fn new(vms: usize, extra: &str) -> Rig {
+        let host = FakeHost::default();
+        host.clock_ns.set(1_700_000_000_000 * 1_000_000);
+        let mut vms: Vec<Prober> = (0..vms)
+            .map(|n| Prober::new("llm", targets(extra), n as u64 + 1))
+            .collect();
+        for vm in &mut vms {
+            vm.start(&host);
+        }
+        Rig { host, vms }
+    }
+
+    /// Advances the clock by `ms` in tick steps; every VM ticks at every step.
+    fn run_ms(&mut self, ms: u64) {
+        let step = self.vms[0].tick_period_ms().unwrap();
+        let mut left = ms;
+        while left > 0 {
+            let d = step.min(left);
+            self.host.advance_ms(d);
+            left -= d;
+            for vm in &mut self.vms {
+                vm.tick(&self.host);
+            }
+        }
+    }
+
+    /// Ticks until a new call goes out (at most 5 s): the clock then stands at its dispatch.
+    fn run_until_call(&mut self) {
+        let before = self.calls();
+        let step = self.vms[0].tick_period_ms().unwrap();
+        for _ in 0..5_000 / step {
+            self.run_ms(step);
+            if self.calls() > before {
+                return;
+            }
+        }
+        panic!("no probe within 5 s");
+    }
+
+    fn calls(&self) -> usize {
+        self.host.calls.borrow().len()
+    }
+
+    fn last_call(&self) -> crate::host::fake::FakeCall {
+        self.host.calls.borrow().last().cloned().unwrap()
+    }
+
+    /// Answers the newest call (whichever VM owns it).
+    fn answer(&mut self, status: Option<u32>, body: &[u8]) {
+        let token = self.last_call().token;
+        for vm in &mut self.vms {
+            vm.on_http_call_response(&self.host, token, status, body);
+        }
+    }
+
+    fn state(&self) -> TargetState {
+        self.vms[0].state(&self.host, 0)
+    }
+
+    fn status_gauge(&self) -> u64 {
+        let s = self.host.samples("llm_health_status.target=.=w0;.;");
+        *s.last().unwrap()
+    }
+
+    fn checks(&self, result: &str) -> i64 {
+        self.host.value(&format!(
+            "llm_health_checks_total.target=.=w0;.;result=.={result};.;"
+        ))
+    }
+}
+
+#[test]
+fn exactly_one_probe_per_interval_whatever_the_vm_count() {
+    let mut rig = Rig::new(4, r#","mode":"always""#);
+    assert_eq!(rig.status_gauge(), 0, "not ready until the first success");
+    rig.run_ms(200);
+    assert_eq!(rig.calls(), 1, "4 VMs, one lease");
+    rig.answer(Some(200), COMPLETION);
+    for second in 2..=10 {
+        rig.run_ms(1_000);
+        assert_eq!(rig.calls(), second, "one probe per second");
+        rig.answer(Some(200), COMPLETION);
+    }
+    assert_eq!(rig.checks("success"), 10);
+    assert_eq!(rig.status_gauge(), 1);
+    let c = rig.last_call();
+    assert_eq!(c.cluster, "workers");
+    assert_eq!(c.header(":method"), Some("POST"));
+    assert_eq!(c.header(":path"), Some("/v1/completions"));
+    assert_eq!(c.header(":authority"), Some("workers"));
+    assert_eq!(c.header("content-type"), Some("application/json"));
+    assert_eq!(c.header("x-envoy-original-dst-host"), None);
+    assert_eq!(c.timeout_ms, 300);
+    assert!(c.body.unwrap().contains(r#""max_tokens":1"#));
+}
+
+#[test]
+fn thresholds_flip_the_status_and_the_gauge() {
+    let mut rig = Rig::new(
+        2,
+        r#","mode":"always","healthy_threshold":2,"unhealthy_threshold":3"#,
+    );
+    let probe = |rig: &mut Rig, status: u32, body: &[u8]| {
+        rig.run_ms(1_000);
+        rig.answer(Some(status), body);
+        (rig.state().healthy, rig.status_gauge())
+    };
+    assert_eq!(probe(&mut rig, 200, COMPLETION), (false, 0));
+    assert_eq!(probe(&mut rig, 200, COMPLETION), (true, 1));
+    assert_eq!(probe(&mut rig, 500, b"{}"), (true, 1));
+    assert_eq!(probe(&mut rig, 200, b"not json"), (true, 1));
+    assert_eq!(probe(&mut rig, 200, br#"{"choices":[]}"#), (false, 0));
+    let s = rig.state();
+    assert_eq!(s.consecutive_failures, 3);
+    assert_eq!(s.last_error.as_deref(), Some("answer has no choices"));
+    assert_eq!(rig.checks("failure"), 3);
+    assert_eq!(probe(&mut rig, 200, COMPLETION), (false, 0));
+    assert_eq!(probe(&mut rig, 200, COMPLETION), (true, 1));
+}
+
+#[test]
+fn a_hung_worker_times_out() {
+    let mut rig = Rig::new(2, r#","mode":"always","unhealthy_threshold":1"#);
+    rig.run_ms(1_000);
+    rig.answer(Some(200), COMPLETION);
+    assert!(rig.state().healthy);
+    rig.run_until_call();
+    // Envoy gives up after the call's timeout and reports no answer.
+    rig.host.advance_ms(300);
+    rig.answer(None, b"");
+    let s = rig.state();
+    assert!(!s.healthy);
+    assert_eq!(rig.checks("timeout"), 1);
+    assert!(s.last_error.unwrap().starts_with("timeout"));
+    assert_eq!(
+        rig.host
+            .samples("llm_health_check_duration_microseconds.target=.=w0;.;")
+            .last(),
+        Some(&300_000)
+    );
+    // Envoy's own answer to a call past its timeout is a 504: a timeout too.
+    rig.run_until_call();
+    rig.host.advance_ms(300);
+    rig.answer(Some(504), b"upstream request timeout");
+    assert_eq!(rig.checks("timeout"), 2);
+    // A worker's quick 504 is a failure.
+    rig.run_until_call();
+    rig.host.advance_ms(20);
+    rig.answer(Some(504), b"gateway timeout");
+    assert_eq!(rig.checks("failure"), 1);
+    // A refused connection is a failure, not a timeout.
+    rig.run_until_call();
+    rig.host.advance_ms(2);
+    rig.answer(None, b"");
+    assert_eq!(rig.checks("failure"), 2);
+}
+
+#[test]
+fn the_model_is_discovered_and_rediscovered_after_a_failure() {
+    let json = r#"{"health":{"targets":[{"name":"w0","cluster":"workers","backend":"vllm","interval":"1s","timeout":"300ms","mode":"always"}]}}"#;
+    let t = Config::parse(json.as_bytes(), None)
+        .unwrap()
+        .health
+        .unwrap()
+        .targets;
+    let host = FakeHost::default();
+    host.clock_ns.set(1_000_000_000_000_000);
+    let mut vm = Prober::new("llm", t, 1);
+    vm.start(&host);
+    let run = |vm: &mut Prober, ms: u64| {
+        for _ in 0..ms / 100 {
+            host.advance_ms(100);
+            vm.tick(&host);
+        }
+    };
+    let last = |h: &FakeHost| h.calls.borrow().last().cloned().unwrap();
+    run(&mut vm, 1_000);
+    let c = last(&host);
+    assert_eq!(
+        (c.header(":method"), c.header(":path")),
+        (Some("GET"), Some("/v1/models"))
+    );
+    vm.on_http_call_response(&host, c.token, Some(200), br#"{"data":[{"id":"llama-3"}]}"#);
+    let c = last(&host);
+    assert_eq!(c.header(":path"), Some("/v1/completions"));
+    assert!(c.body.as_deref().unwrap().contains(r#""model":"llama-3""#));
+    vm.on_http_call_response(&host, c.token, Some(200), COMPLETION);
+    assert_eq!(vm.state(&host, 0).model.as_deref(), Some("llama-3"));
+    // Next interval: the known model is used directly.
+    run(&mut vm, 1_000);
+    let c = last(&host);
+    assert_eq!(c.header(":path"), Some("/v1/completions"));
+    vm.on_http_call_response(
+        &host,
+        c.token,
+        Some(404),
+        br#"{"message":"model not found"}"#,
+    );
+    assert_eq!(vm.state(&host, 0).model, None);
+    run(&mut vm, 1_000);
+    assert_eq!(last(&host).header(":path"), Some("/v1/models"));
+}
+
+#[test]
+fn canary_probes_only_an_idle_target() {
+    let mut rig = Rig::new(2, ""); // canary by default
+    rig.run_ms(1_000);
+    assert_eq!(rig.calls(), 1);
+    rig.answer(Some(200), COMPLETION);
+    // Real traffic keeps succeeding every 300 ms: no probe goes out.
+    for _ in 0..10 {
+        rig.run_ms(300);
+        let vm = &mut rig.vms[1];
+        vm.on_real_success(&rig.host, "workers", "127.0.0.1:8000");
+    }
+    assert_eq!(rig.calls(), 1, "a busy worker is never probed");
+    // Traffic stops: a probe follows one interval after the last success.
+    rig.run_ms(900);
+    assert_eq!(rig.calls(), 1);
+    rig.run_ms(400);
+    assert_eq!(rig.calls(), 2);
+    // Traffic to another cluster is no evidence for this target.
+    rig.answer(Some(200), COMPLETION);
+    rig.vms[0].on_real_success(&rig.host, "other", "127.0.0.1:8000");
+    rig.run_ms(1_100);
+    assert_eq!(rig.calls(), 3);
+}
+
+#[test]
+fn a_real_success_makes_a_target_ready() {
+    let mut rig = Rig::new(1, "");
+    rig.run_ms(100);
+    rig.vms[0].on_real_success(&rig.host, "workers", "10.0.0.5:8000");
+    assert!(rig.state().healthy);
+    assert_eq!(rig.status_gauge(), 1);
+}
+
+#[test]
+fn host_targets_route_through_original_dst_and_match_by_address() {
+    let mut rig = Rig::new(
+        1,
+        r#","host":"10.0.0.7:8000","authority":"vllm.internal","mode":"always""#,
+    );
+    rig.run_ms(1_000);
+    let c = rig.last_call();
+    assert_eq!(c.header("x-envoy-original-dst-host"), Some("10.0.0.7:8000"));
+    assert_eq!(c.header(":authority"), Some("vllm.internal"));
+    rig.answer(Some(200), COMPLETION);
+    let before = rig.state().last_success_ms;
+    rig.host.advance_ms(500);
+    rig.vms[0].on_real_success(&rig.host, "workers", "10.0.0.8:8000");
+    assert_eq!(
+        rig.state().last_success_ms,
+        before,
+        "another worker of the cluster"
+    );
+    rig.vms[0].on_real_success(&rig.host, "any", "10.0.0.7:8000");
+    assert_ne!(rig.state().last_success_ms, before);
+}
+
+#[test]
+fn a_refused_call_is_a_failure_and_a_lost_vm_only_delays() {
+    let mut rig = Rig::new(2, r#","mode":"always","unhealthy_threshold":1"#);
+    rig.host.refuse_calls.set(true);
+    rig.run_ms(1_000);
+    assert_eq!(rig.checks("failure"), 1);
+    assert!(rig
+        .state()
+        .last_error
+        .unwrap()
+        .contains("cannot call cluster"));
+    assert!(!rig.state().lease_active(rig.host.now_ms()));
+    rig.host.refuse_calls.set(false);
+    // A VM takes the lease and never hears back (it vanished): after the lease runs out
+    // (timeout + slack), the next due probe goes out from another VM.
+    rig.run_until_call();
+    let n = rig.calls();
+    rig.run_ms(1_200);
+    assert_eq!(
+        rig.calls(),
+        n,
+        "lease still held (due at 1 s, held until 1.3 s)"
+    );
+    rig.run_ms(200);
+    assert_eq!(rig.calls(), n + 1);
+}
