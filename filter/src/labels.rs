@@ -30,7 +30,7 @@ impl Endpoint {
             Endpoint::Responses
         } else if path.ends_with(b"/embeddings") {
             Endpoint::Embeddings
-        } else if path == b"/generate" || path.ends_with(b"/generate") {
+        } else if path.ends_with(b"/generate") {
             Endpoint::Generate
         } else {
             Endpoint::Other

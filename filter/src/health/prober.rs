@@ -309,75 +309,78 @@ impl Prober {
                 Verdict::Failure("no answer: connection refused or reset".to_string())
             }
         };
-        match call.kind {
+        let verdict = match call.kind {
             CallKind::Discovery => {
                 let model = match status {
                     Some(s) if (200..300).contains(&s) => payload::parse_models(body),
                     _ => None,
                 };
-                match model {
-                    Some(model) => {
-                        self.remember_model(host, call.target, &model);
-                        let request = payload::probe_request(&t, Some(&model));
-                        self.dispatch(
-                            host,
-                            call.target,
-                            call.lease_id,
-                            CallKind::Probe,
-                            call.probe_started_ms,
-                            &request,
-                        );
-                    }
-                    None => {
-                        let verdict = match status {
-                            None => no_answer(),
-                            Some(s) => Verdict::Failure(format!(
-                                "model discovery: GET {} answered {s} without a model",
-                                payload::MODELS_PATH
-                            )),
-                        };
-                        let latency = elapsed_ns / 1_000;
-                        self.finish(
-                            host,
-                            call.target,
-                            call.lease_id,
-                            call.probe_started_ms,
-                            verdict,
-                            latency,
-                        );
-                    }
+                if let Some(model) = model {
+                    self.remember_model(host, call.target, &model);
+                    let request = payload::probe_request(&t, Some(&model));
+                    self.dispatch(
+                        host,
+                        call.target,
+                        call.lease_id,
+                        CallKind::Probe,
+                        call.probe_started_ms,
+                        &request,
+                    );
+                    return;
+                }
+                match status {
+                    None => no_answer(),
+                    Some(s) => Verdict::Failure(format!(
+                        "model discovery: GET {} answered {s} without a model",
+                        payload::MODELS_PATH
+                    )),
                 }
             }
-            CallKind::Probe => {
-                let verdict = match status {
-                    None => no_answer(),
-                    Some(s) => match payload::check_answer(t.backend, s, body) {
-                        Ok(()) => Verdict::Success,
-                        Err(e) => Verdict::Failure(e),
-                    },
-                };
-                let latency = elapsed_ns / 1_000;
-                self.finish(
-                    host,
-                    call.target,
-                    call.lease_id,
-                    call.probe_started_ms,
-                    verdict,
-                    latency,
-                );
+            CallKind::Probe => match status {
+                None => no_answer(),
+                Some(s) => match payload::check_answer(t.backend, s, body) {
+                    Ok(()) => Verdict::Success,
+                    Err(e) => Verdict::Failure(e),
+                },
+            },
+        };
+        self.finish(
+            host,
+            call.target,
+            call.lease_id,
+            call.probe_started_ms,
+            verdict,
+            elapsed_ns / 1_000,
+        );
+    }
+
+    /// Changes target `i`'s shared state by compare-and-swap, retrying when another VM wrote
+    /// in between; returns the state as written (or as last computed, if it could not be).
+    fn update(
+        &mut self,
+        host: &dyn Host,
+        i: usize,
+        mut change: impl FnMut(&mut TargetState),
+    ) -> TargetState {
+        let mut state = TargetState::default();
+        for _ in 0..CAS_RETRIES {
+            let (current, cas, _) = self.load(host, i);
+            state = current;
+            change(&mut state);
+            match host.set_shared_data(&self.key(i), &state.encode(), cas) {
+                Err(HostError::CasMismatch) => continue,
+                Err(e) => {
+                    self.warn_once(host, &format!("llm-pulse: health state not writable: {e}"));
+                    break;
+                }
+                Ok(()) => break,
             }
         }
+        state
     }
 
     fn remember_model(&mut self, host: &dyn Host, i: usize, model: &str) {
-        for _ in 0..CAS_RETRIES {
-            let (mut state, cas, _) = self.load(host, i);
-            state.model = Some(model.to_string());
-            match host.set_shared_data(&self.key(i), &state.encode(), cas) {
-                Err(HostError::CasMismatch) => continue,
-                _ => return,
-            }
-        }
+        self.update(host, i, |state| state.model = Some(model.to_string()));
     }
 
     /// Writes a probe's result into the shared state and the metrics.
@@ -394,9 +397,7 @@ impl Prober {
             return;
         };
         let now = now_ms(host);
-        let mut healthy = false;
-        for _ in 0..CAS_RETRIES {
-            let (mut state, cas, _) = self.load(host, i);
+        let written = self.update(host, i, |state| {
             state.apply(&verdict, now, t.healthy_threshold, t.unhealthy_threshold);
             state.last_latency_us = Some(latency_us);
             state.last_probe_ms = Some(probe_started_ms);
@@ -407,16 +408,8 @@ impl Prober {
                 // Re-discover: the worker may now serve another model.
                 state.model = None;
             }
-            healthy = state.healthy;
-            match host.set_shared_data(&self.key(i), &state.encode(), cas) {
-                Err(HostError::CasMismatch) => continue,
-                Err(e) => {
-                    self.warn_once(host, &format!("llm-pulse: health state not writable: {e}"));
-                    break;
-                }
-                Ok(()) => break,
-            }
-        }
+        });
+        let healthy = written.healthy;
         let m = self.metrics.get(i).copied().unwrap_or_default();
         let counter = match verdict {
             Verdict::Success => m.success,
@@ -457,21 +450,16 @@ impl Prober {
             if now.saturating_sub(last) < t.interval_ms / 4 {
                 continue;
             }
-            let mut healthy = false;
-            for _ in 0..CAS_RETRIES {
-                let (mut state, cas, _) = self.load(host, i);
-                state.apply(
-                    &Verdict::Success,
-                    now,
-                    healthy_threshold,
-                    unhealthy_threshold,
-                );
-                healthy = state.healthy;
-                match host.set_shared_data(&self.key(i), &state.encode(), cas) {
-                    Err(HostError::CasMismatch) => continue,
-                    _ => break,
-                }
-            }
+            let healthy = self
+                .update(host, i, |state| {
+                    state.apply(
+                        &Verdict::Success,
+                        now,
+                        healthy_threshold,
+                        unhealthy_threshold,
+                    )
+                })
+                .healthy;
             if let Some(slot) = self.real_success_written_ms.get_mut(i) {
                 *slot = now;
             }
