@@ -3,6 +3,8 @@
 //! The modules below `lib.rs` are plain Rust; only `root`, `http_filter` and the
 //! `ProxyWasmHost` in `host` talk to proxy-wasm.
 
+#[cfg(any(test, feature = "cases"))]
+pub mod cases;
 pub mod config;
 pub mod health;
 pub mod host;
