@@ -113,7 +113,10 @@ fn parse_raw(config: &[u8]) -> Result<RawConfig, ConfigError> {
 fn unknown_field_name(msg: &str) -> Option<String> {
     let rest = msg.strip_prefix("unknown field `")?;
     let end = rest.find('`')?;
-    rest.get(..end).map(str::to_string)
+    // An empty key (`{"":1}`) would name no field at all (found by fuzzing).
+    rest.get(..end)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
 }
 
 /// serde_json appends ` at line 1 column 20`; the field name already says where.
@@ -205,6 +208,19 @@ mod tests {
             assert!(e.reason.contains(reason), "{json}: {e}");
             assert!(!e.reason.contains(" at line "), "{json}: {e}");
         }
+    }
+
+    /// Fuzz finding (fuzz/ target `config`): an empty unknown key gave an empty field name,
+    /// so the log line read `invalid plugin configuration: : unknown field ...`.
+    #[test]
+    fn an_empty_unknown_key_still_names_a_field() {
+        for json in [r#"{"":1}"#, r#"{"max_models":1,"":"x"}"#] {
+            let e = err(json);
+            assert_eq!(e.field, "(config)", "{json}: {e}");
+            assert!(e.reason.contains("unknown field"), "{json}: {e}");
+        }
+        let e = err(r#"{"health":{"":1}}"#);
+        assert!(!e.field.is_empty(), "{e}");
     }
 
     #[test]

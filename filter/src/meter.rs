@@ -63,6 +63,9 @@ pub struct StreamMeter {
 /// Output-token counter batching: far finer than any scrape interval.
 const FLUSH_TOKENS: u64 = 32;
 const FLUSH_NS: u64 = 100_000_000;
+/// ITL samples recorded for one event at most: a worker's cumulative count can jump by
+/// billions (a bug or hostile), and each sample is a host call.
+pub const MAX_ITL_SAMPLES_PER_EVENT: u32 = 4096;
 
 impl StreamMeter {
     /// Request headers arrived. `encoded_body`: the request has a `content-encoding`, so its
@@ -171,7 +174,7 @@ impl StreamMeter {
                             );
                         }
                         if let Some(id) = *itl_id {
-                            for _ in 0..samples {
+                            for _ in 0..samples.min(MAX_ITL_SAMPLES_PER_EVENT) {
                                 host.record_metric(id, itl_us);
                             }
                         }

@@ -97,6 +97,22 @@ pub struct EnvoyOptions {
     /// The `.wasm` Envoy loads in place of llm-pulse (e.g. the no-op filter `scripts/bench`
     /// compares against); `None`: [`wasm_path`].
     pub wasm_override: Option<PathBuf>,
+    /// Run with hot restart enabled in this epoch instead of `--disable-hot-restart`.
+    pub hot_restart: Option<HotRestart>,
+}
+
+/// Envoy hot restart: the Envoy of epoch N+1 with the same `base_id` takes the listen sockets
+/// (and, as Envoy allows, the stats) of epoch N, which drains and exits. The listener port
+/// must be fixed ([`EnvoyOptions::listen_port`]): a port-0 listener matches no parent socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HotRestart {
+    /// `--base-id`: keep it unique per test, Envoys of one base id share domain sockets.
+    pub base_id: u32,
+    /// `--restart-epoch`: 0 for the first Envoy, 1 for its successor.
+    pub epoch: u32,
+    /// `--drain-time-s` and `--parent-shutdown-time-s` of the successor.
+    pub drain_s: u32,
+    pub parent_shutdown_s: u32,
 }
 
 impl EnvoyOptions {
@@ -112,6 +128,7 @@ impl EnvoyOptions {
             env: Vec::new(),
             log_level: "info".to_string(),
             wasm_override: None,
+            hot_restart: None,
         }
     }
 
@@ -187,14 +204,24 @@ impl Envoy {
             .args(["--concurrency", &opts.concurrency.to_string()])
             .arg("--admin-address-path")
             .arg(&admin_path)
-            // Parallel Envoys would otherwise share a hot-restart domain socket.
-            .arg("--disable-hot-restart")
             // Access-log lines are read by tests: flush them promptly (default 10 s).
             .args(["--file-flush-interval-msec", "100"])
             .args(["--log-level", &opts.log_level])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
+        match opts.hot_restart {
+            // Parallel Envoys would otherwise share a hot-restart domain socket.
+            None => {
+                cmd.arg("--disable-hot-restart");
+            }
+            Some(h) => {
+                cmd.args(["--base-id", &h.base_id.to_string()])
+                    .args(["--restart-epoch", &h.epoch.to_string()])
+                    .args(["--drain-time-s", &h.drain_s.to_string()])
+                    .args(["--parent-shutdown-time-s", &h.parent_shutdown_s.to_string()]);
+            }
+        }
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
