@@ -3,7 +3,8 @@
 //! `max_tokens` 1, `ignore_eos` false, the BOS token id as the prompt (or the text "Test").
 
 use super::config::{Backend, TargetConfig};
-use serde_json::{json, Value};
+use super::report::{push_opt_str, push_str, push_u64};
+use serde_json::Value;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeRequest {
@@ -47,7 +48,7 @@ pub fn probe_request(t: &TargetConfig, model: Option<&str>) -> ProbeRequest {
     };
     let body = match &t.payload {
         Some(custom) => custom.clone(),
-        None => builtin_body(t, model.or(t.model.as_deref())).to_string(),
+        None => builtin_body(t, model.or(t.model.as_deref())),
     };
     ProbeRequest {
         method: "POST",
@@ -56,77 +57,79 @@ pub fn probe_request(t: &TargetConfig, model: Option<&str>) -> ProbeRequest {
     }
 }
 
-fn builtin_body(t: &TargetConfig, model: Option<&str>) -> Value {
-    let prompt = if t.use_text_input {
-        json!("Test")
+/// The built-in probe body, written out directly (keys sorted, as serde_json's map writes
+/// them): a `json!` tree costs kilobytes of wasm for a few fixed strings.
+fn builtin_body(t: &TargetConfig, model: Option<&str>) -> String {
+    let mut prompt = String::new();
+    if t.use_text_input {
+        prompt.push_str("\"Test\"");
     } else {
-        json!([t.bos_token_id])
-    };
+        prompt.push('[');
+        push_u64(&mut prompt, t.bos_token_id);
+        prompt.push(']');
+    }
+    let mut model_json = String::new();
+    push_opt_str(&mut model_json, model);
+    let mut out = String::with_capacity(256);
+    out.push('{');
     match t.backend {
         Backend::Vllm => {
-            let mut v = json!({
-                "model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0,
-                "ignore_eos": false, "stream": false,
-            });
+            out.push_str("\"ignore_eos\":false,");
             if t.prefill {
                 // What vLLM's P/D proxy sends a prefill worker (NixlConnector): prefill, keep
                 // the KV cache for a remote decode.
-                set(
-                    &mut v,
-                    "kv_transfer_params",
-                    json!({
-                        "do_remote_decode": true, "do_remote_prefill": false,
-                        "remote_engine_id": null, "remote_block_ids": null,
-                        "remote_host": null, "remote_port": null,
-                    }),
+                out.push_str(
+                    "\"kv_transfer_params\":{\"do_remote_decode\":true,\"do_remote_prefill\":false,\
+                     \"remote_block_ids\":null,\"remote_engine_id\":null,\"remote_host\":null,\
+                     \"remote_port\":null},",
                 );
             }
-            v
+            out.push_str("\"max_tokens\":1,\"model\":");
+            out.push_str(&model_json);
+            out.push_str(",\"prompt\":");
+            out.push_str(&prompt);
+            out.push_str(",\"stream\":false,\"temperature\":0");
         }
         Backend::Trtllm => {
-            let mut v = json!({
-                "model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0,
-                "stream": false,
-            });
             if t.prefill {
-                set(
-                    &mut v,
-                    "disaggregated_params",
-                    json!({"request_type": "context_only"}),
-                );
+                out.push_str("\"disaggregated_params\":{\"request_type\":\"context_only\"},");
             }
-            v
+            out.push_str("\"max_tokens\":1,\"model\":");
+            out.push_str(&model_json);
+            out.push_str(",\"prompt\":");
+            out.push_str(&prompt);
+            out.push_str(",\"stream\":false,\"temperature\":0");
         }
         Backend::Sglang => {
-            let mut v = json!({
-                "sampling_params": {"max_new_tokens": 1, "temperature": 0, "ignore_eos": false},
-                "stream": false,
-            });
-            let prompt_field = if t.use_text_input {
-                "text"
-            } else {
-                "input_ids"
-            };
-            set(&mut v, prompt_field, prompt);
             if t.prefill {
-                set(&mut v, "bootstrap_host", json!(SGLANG_FAKE_BOOTSTRAP_HOST));
-                set(&mut v, "bootstrap_room", json!(0));
+                out.push_str("\"bootstrap_host\":");
+                push_str(&mut out, SGLANG_FAKE_BOOTSTRAP_HOST);
+                out.push_str(",\"bootstrap_room\":0,");
             }
-            v
+            if !t.use_text_input {
+                out.push_str("\"input_ids\":");
+                out.push_str(&prompt);
+                out.push(',');
+            }
+            out.push_str(
+                "\"sampling_params\":{\"ignore_eos\":false,\"max_new_tokens\":1,\"temperature\":0},\
+                 \"stream\":false",
+            );
+            if t.use_text_input {
+                out.push_str(",\"text\":");
+                out.push_str(&prompt);
+            }
         }
-        Backend::Openai => json!({
-            "model": model,
-            "messages": [{"role": "user", "content": "Test"}],
-            "max_tokens": 1, "temperature": 0, "stream": false,
-        }),
+        Backend::Openai => {
+            out.push_str(
+                "\"max_tokens\":1,\"messages\":[{\"content\":\"Test\",\"role\":\"user\"}],\"model\":",
+            );
+            out.push_str(&model_json);
+            out.push_str(",\"stream\":false,\"temperature\":0");
+        }
     }
-}
-
-/// Adds a member to a JSON object (`v[key] = ...` would panic on a non-object).
-fn set(v: &mut Value, key: &str, value: Value) {
-    if let Some(object) = v.as_object_mut() {
-        object.insert(key.to_string(), value);
-    }
+    out.push('}');
+    out
 }
 
 /// A probe succeeds on a 2xx whose body parses as the backend's completion.

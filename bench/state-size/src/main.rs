@@ -1,0 +1,26 @@
+//! `size_of` of llm-pulse's per-stream state, natively (x86_64; wasm32 has 4-byte pointers,
+//! so these are upper bounds of the in-VM sizes). A stream's heap allocations are measured in
+//! the VM by `bench` (wasm memory per open stream).
+
+use llm_pulse::http_filter::HttpFilter;
+use llm_pulse::meter::StreamMeter;
+use llm_pulse::protocol::request::RequestScanner;
+use llm_pulse::protocol::response::{JsonResponse, SseResponse};
+use std::mem::size_of;
+
+fn main() {
+    println!("| type | bytes (x86_64) |");
+    println!("| --- | ---: |");
+    for (name, size) in [
+        (
+            "HttpFilter (the context the SDK boxes)",
+            size_of::<HttpFilter>(),
+        ),
+        ("StreamMeter (inside HttpFilter)", size_of::<StreamMeter>()),
+        ("  RequestScanner", size_of::<RequestScanner>()),
+        ("  SseResponse", size_of::<SseResponse>()),
+        ("  JsonResponse", size_of::<JsonResponse>()),
+    ] {
+        println!("| {name} | {size} |");
+    }
+}
