@@ -174,77 +174,8 @@ mod tests {
         c.health.unwrap().targets.remove(0)
     }
 
-    #[test]
-    fn exact_payloads() {
-        let cases = [
-            (
-                "vllm",
-                "",
-                "/v1/completions",
-                r#"{"ignore_eos":false,"max_tokens":1,"model":"m","prompt":[1],"stream":false,"temperature":0}"#,
-            ),
-            (
-                "vllm",
-                r#","bos_token_id":128000"#,
-                "/v1/completions",
-                r#"{"ignore_eos":false,"max_tokens":1,"model":"m","prompt":[128000],"stream":false,"temperature":0}"#,
-            ),
-            (
-                "vllm",
-                r#","use_text_input":true"#,
-                "/v1/completions",
-                r#"{"ignore_eos":false,"max_tokens":1,"model":"m","prompt":"Test","stream":false,"temperature":0}"#,
-            ),
-            (
-                "vllm",
-                r#","prefill":true"#,
-                "/v1/completions",
-                r#"{"ignore_eos":false,"kv_transfer_params":{"do_remote_decode":true,"do_remote_prefill":false,"remote_block_ids":null,"remote_engine_id":null,"remote_host":null,"remote_port":null},"max_tokens":1,"model":"m","prompt":[1],"stream":false,"temperature":0}"#,
-            ),
-            (
-                "trtllm",
-                "",
-                "/v1/completions",
-                r#"{"max_tokens":1,"model":"m","prompt":[1],"stream":false,"temperature":0}"#,
-            ),
-            (
-                "trtllm",
-                r#","prefill":true"#,
-                "/v1/completions",
-                r#"{"disaggregated_params":{"request_type":"context_only"},"max_tokens":1,"model":"m","prompt":[1],"stream":false,"temperature":0}"#,
-            ),
-            (
-                "sglang",
-                "",
-                "/generate",
-                r#"{"input_ids":[1],"sampling_params":{"ignore_eos":false,"max_new_tokens":1,"temperature":0},"stream":false}"#,
-            ),
-            (
-                "sglang",
-                r#","use_text_input":true"#,
-                "/generate",
-                r#"{"sampling_params":{"ignore_eos":false,"max_new_tokens":1,"temperature":0},"stream":false,"text":"Test"}"#,
-            ),
-            (
-                "sglang",
-                r#","prefill":true"#,
-                "/generate",
-                r#"{"bootstrap_host":"2.2.2.2","bootstrap_room":0,"input_ids":[1],"sampling_params":{"ignore_eos":false,"max_new_tokens":1,"temperature":0},"stream":false}"#,
-            ),
-            (
-                "openai",
-                "",
-                "/v1/chat/completions",
-                r#"{"max_tokens":1,"messages":[{"content":"Test","role":"user"}],"model":"m","stream":false,"temperature":0}"#,
-            ),
-        ];
-        for (backend, extra, path, body) in cases {
-            let t = target(extra, backend);
-            let r = probe_request(&t, Some("m"));
-            assert_eq!((r.method, r.path), ("POST", path), "{backend}{extra}");
-            assert_eq!(r.body.as_deref(), Some(body), "{backend}{extra}");
-        }
-    }
+    // The exact payload of every backend is in the shared case table (`crate::cases::
+    // probe_payloads`), run natively and on the .wasm.
 
     #[test]
     fn configured_model_and_custom_payload() {
