@@ -15,6 +15,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 use std::time::Duration;
 
+/// The stream context of a VM without a valid config: every callback continues.
+struct PassThrough;
+
+impl Context for PassThrough {}
+impl HttpContext for PassThrough {}
+
 #[derive(Default)]
 pub struct Root {
     vm: Option<Rc<RefCell<VmMeter>>>,
@@ -117,8 +123,11 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let vm = self.vm.clone()?;
-        Some(Box::new(HttpFilter::new(vm, self.health.clone())))
+        match self.vm.clone() {
+            Some(vm) => Some(Box::new(HttpFilter::new(vm, self.health.clone()))),
+            // Not configured: pass traffic through. Never None: the SDK aborts the VM on it.
+            None => Some(Box::new(PassThrough)),
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

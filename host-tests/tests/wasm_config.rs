@@ -52,3 +52,22 @@ fn good_configs_are_accepted() -> Result<()> {
     }
     Ok(())
 }
+
+/// A VM whose config was refused still gets stream contexts if the host asks: they must pass
+/// traffic, not abort the VM (the SDK aborts when a root context returns no stream context).
+#[test]
+fn an_unconfigured_vm_passes_streams_through() -> Result<()> {
+    let mut host = HostBuilder::llm_pulse()
+        .plugin_config(r#"{"max_models":0}"#)
+        .start_unchecked()?;
+    assert!(!host.configured(0));
+    let s = host.new_stream()?;
+    host.send_request_headers(
+        s,
+        &[(":method", "POST"), (":path", "/v1/chat/completions")],
+        true,
+    )?;
+    assert_eq!(host.vm_failure(0), None);
+    assert!(host.stream(s)?.never_paused());
+    Ok(())
+}
