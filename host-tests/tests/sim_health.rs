@@ -76,8 +76,16 @@ async fn wait_inflight(sim: &SimHandle, want: u64) -> u64 {
     }
 }
 
+/// Whether connecting to `addr` is refused within about 2 s (polled: once in a CI run a
+/// connect right after the listener closed still got through).
 fn refused(addr: SocketAddr) -> bool {
-    StdTcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err()
+    for _ in 0..40 {
+        if StdTcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 #[tokio::test]
