@@ -3,8 +3,11 @@
 //! Every error names the field it is about (`metrics_prefix: ...`), because the operator only
 //! sees one log line from Envoy when a config is refused.
 
+mod fields;
+
 use crate::health::config::{HealthConfig, RawHealth};
-use serde::Deserialize;
+use crate::json_doc;
+pub(crate) use fields::Field;
 use std::fmt;
 
 /// Environment variable (passed by Envoy's `vm_config.environment_variables`) that sets the
@@ -47,12 +50,30 @@ impl ConfigError {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Default)]
 struct RawConfig {
     metrics_prefix: Option<String>,
     max_models: Option<u32>,
     health: Option<RawHealth>,
+}
+
+impl RawConfig {
+    const FIELDS: &'static [&'static str] = &["metrics_prefix", "max_models", "health"];
+
+    fn read(root: Field) -> Result<RawConfig, ConfigError> {
+        let mut raw = RawConfig::default();
+        for field in root.fields(Self::FIELDS)? {
+            let (name, f) = field?;
+            let Some(f) = f.non_null() else { continue };
+            match name {
+                "metrics_prefix" => raw.metrics_prefix = Some(f.string()?),
+                "max_models" => raw.max_models = Some(f.u32()?),
+                "health" => raw.health = Some(RawHealth::read(f)?),
+                _ => {}
+            }
+        }
+        Ok(raw)
+    }
 }
 
 impl Config {
@@ -86,45 +107,14 @@ fn parse_raw(config: &[u8]) -> Result<RawConfig, ConfigError> {
     if config.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(RawConfig::default());
     }
-    // serde would accept `[...]` as a struct in field order; a config is an object.
     if config.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ConfigError::new("(config)", "must be a JSON object"));
     }
-    let mut de = serde_json::Deserializer::from_slice(config);
-    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let at_root = path == "." || path == "?" || path.is_empty();
-        // Below the root the path names the field (an unknown one included); at the root
-        // serde's message does.
-        let field = match (at_root, unknown_field_name(&inner.to_string())) {
-            (true, Some(name)) => name,
-            (true, None) => "(config)".to_string(),
-            (false, _) => path,
-        };
-        ConfigError::new(&field, strip_position(&inner.to_string()))
-    })?;
-    de.end()
-        .map_err(|e| ConfigError::new("(config)", strip_position(&e.to_string())))?;
-    Ok(raw)
-}
-
-/// `unknown field `foo`, expected ...` -> `foo`.
-fn unknown_field_name(msg: &str) -> Option<String> {
-    let rest = msg.strip_prefix("unknown field `")?;
-    let end = rest.find('`')?;
-    // An empty key (`{"":1}`) would name no field at all (found by fuzzing).
-    rest.get(..end)
-        .filter(|name| !name.is_empty())
-        .map(str::to_string)
-}
-
-/// serde_json appends ` at line 1 column 20`; the field name already says where.
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg.get(..i).unwrap_or(msg).to_string(),
-        None => msg.to_string(),
-    }
+    let doc = json_doc::parse(config).map_err(|e| fields::syntax_error(&e))?;
+    RawConfig::read(Field {
+        value: doc,
+        path: String::new(),
+    })
 }
 
 /// Prometheus metric names: `[a-zA-Z_][a-zA-Z0-9_]*`.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod health;
 pub mod host;
 pub mod http_filter;
+pub mod json_doc;
 pub mod labels;
 pub mod meter;
 pub mod metrics;

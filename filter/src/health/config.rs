@@ -1,11 +1,10 @@
 //! The `health` section of the plugin config (DESIGN §4, §5), validated with field paths.
 
-use crate::config::ConfigError;
-use serde::Deserialize;
+use crate::config::{ConfigError, Field};
+use crate::json_doc::Value;
 use std::net::SocketAddr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Vllm,
     Sglang,
@@ -13,13 +12,34 @@ pub enum Backend {
     Openai,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+impl Backend {
+    /// The config names, as the config and `/health` spell them.
+    pub const NAMES: [(&'static str, Backend); 4] = [
+        ("vllm", Backend::Vllm),
+        ("sglang", Backend::Sglang),
+        ("trtllm", Backend::Trtllm),
+        ("openai", Backend::Openai),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("", |(name, _)| name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeMode {
     /// Probe only after `interval` without a successful real response (Dynamo's canary).
     Canary,
     /// Probe every `interval`.
     Always,
+}
+
+impl ProbeMode {
+    const NAMES: [(&'static str, ProbeMode); 2] =
+        [("canary", ProbeMode::Canary), ("always", ProbeMode::Always)];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,25 +79,28 @@ pub const DEFAULT_BOS_TOKEN_ID: u64 = 1;
 const MIN_INTERVAL_MS: u64 = 100;
 const MAX_TARGETS: usize = 256;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The `health` object as written, before validation.
+#[derive(Default)]
 pub struct RawHealth {
     path: Option<String>,
     live_path: Option<String>,
-    #[serde(default)]
     targets: Vec<RawTarget>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTarget {
     name: String,
     cluster: String,
+    backend: Backend,
+    opt: TargetOptions,
+}
+
+/// The fields with a default (`null` is absent).
+#[derive(Default)]
+struct TargetOptions {
     authority: Option<String>,
     host: Option<String>,
-    backend: Backend,
     model: Option<String>,
-    payload: Option<serde_json::Value>,
+    payload: Option<Value>,
     interval: Option<String>,
     timeout: Option<String>,
     healthy_threshold: Option<u32>,
@@ -86,6 +109,96 @@ struct RawTarget {
     bos_token_id: Option<u64>,
     use_text_input: Option<bool>,
     prefill: Option<bool>,
+}
+
+impl RawHealth {
+    const FIELDS: &'static [&'static str] = &["path", "live_path", "targets"];
+
+    pub(crate) fn read(health: Field) -> Result<RawHealth, ConfigError> {
+        let mut raw = RawHealth::default();
+        for field in health.fields(Self::FIELDS)? {
+            let (name, f) = field?;
+            match name {
+                // Left out, the list is empty; `null` is a type error (as it always was).
+                "targets" => {
+                    raw.targets = f
+                        .elements()?
+                        .into_iter()
+                        .map(RawTarget::read)
+                        .collect::<Result<_, _>>()?
+                }
+                "path" => raw.path = f.non_null().map(Field::string).transpose()?,
+                "live_path" => raw.live_path = f.non_null().map(Field::string).transpose()?,
+                _ => {}
+            }
+        }
+        Ok(raw)
+    }
+}
+
+impl RawTarget {
+    const FIELDS: &'static [&'static str] = &[
+        "name",
+        "cluster",
+        "authority",
+        "host",
+        "backend",
+        "model",
+        "payload",
+        "interval",
+        "timeout",
+        "healthy_threshold",
+        "unhealthy_threshold",
+        "mode",
+        "bos_token_id",
+        "use_text_input",
+        "prefill",
+    ];
+
+    fn read(target: Field) -> Result<RawTarget, ConfigError> {
+        let mut fields = target.fields(Self::FIELDS)?;
+        let (mut name, mut cluster, mut backend) = (None, None, None);
+        let mut opt = TargetOptions::default();
+        for field in fields.by_ref() {
+            let (field_name, f) = field?;
+            match field_name {
+                "name" => name = Some(f.string()?),
+                "cluster" => cluster = Some(f.string()?),
+                "backend" => backend = Some(f.variant(&Backend::NAMES)?),
+                _ => opt.set(field_name, f)?,
+            }
+        }
+        Ok(RawTarget {
+            name: name.ok_or_else(|| fields.missing("name"))?,
+            cluster: cluster.ok_or_else(|| fields.missing("cluster"))?,
+            backend: backend.ok_or_else(|| fields.missing("backend"))?,
+            opt,
+        })
+    }
+}
+
+impl TargetOptions {
+    fn set(&mut self, name: &str, f: Field) -> Result<(), ConfigError> {
+        let Some(f) = f.non_null() else {
+            return Ok(());
+        };
+        match name {
+            "authority" => self.authority = Some(f.string()?),
+            "host" => self.host = Some(f.string()?),
+            "model" => self.model = Some(f.string()?),
+            "payload" => self.payload = Some(f.value),
+            "interval" => self.interval = Some(f.string()?),
+            "timeout" => self.timeout = Some(f.string()?),
+            "healthy_threshold" => self.healthy_threshold = Some(f.u32()?),
+            "unhealthy_threshold" => self.unhealthy_threshold = Some(f.u32()?),
+            "mode" => self.mode = Some(f.variant(&ProbeMode::NAMES)?),
+            "bos_token_id" => self.bos_token_id = Some(f.u64()?),
+            "use_text_input" => self.use_text_input = Some(f.bool()?),
+            "prefill" => self.prefill = Some(f.bool()?),
+            _ => {}
+        }
+        Ok(())
+    }
 }
 
 impl HealthConfig {
@@ -137,47 +250,57 @@ fn endpoint_path(field: &str, value: Option<String>, default: &str) -> Result<St
 fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> {
     let field = |name: &str| format!("health.targets[{i}].{name}");
     let err = |name: &str, reason: String| ConfigError::new(&field(name), reason);
+    let RawTarget {
+        name,
+        cluster,
+        backend,
+        opt,
+    } = t;
 
-    let name_ok = !t.name.is_empty()
-        && t.name.len() <= 64
-        && t.name
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
     if !name_ok {
         return Err(err(
             "name",
-            format!("{:?} must be 1-64 characters of [A-Za-z0-9_.:-]", t.name),
+            format!("{name:?} must be 1-64 characters of [A-Za-z0-9_.:-]"),
         ));
     }
-    if t.cluster.is_empty() {
+    if cluster.is_empty() {
         return Err(err("cluster", "must not be empty".into()));
     }
-    if let Some(h) = &t.host {
+    if let Some(h) = &opt.host {
         if h.parse::<SocketAddr>().is_err() {
             return Err(err("host", format!("{h:?} is not an ip:port")));
         }
     }
-    if let Some(a) = &t.authority {
+    if let Some(a) = &opt.authority {
         if a.is_empty() || a.contains(char::is_whitespace) {
             return Err(err("authority", format!("{a:?} is not a valid authority")));
         }
     }
-    if t.model.as_deref() == Some("") {
+    if opt.model.as_deref() == Some("") {
         return Err(err(
             "model",
             "must not be empty (leave it out to discover it)".into(),
         ));
     }
-    let payload = match t.payload {
+    let payload = match opt.payload {
         None => None,
-        Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
+        // Sent as serde_json wrote it before: keys sorted, as its map keeps them.
+        Some(mut v @ Value::Object(_)) => {
+            v.sort_keys();
+            Some(v.to_json())
+        }
         Some(_) => return Err(err("payload", "must be a JSON object".into())),
     };
-    let interval_ms = match &t.interval {
+    let interval_ms = match &opt.interval {
         None => DEFAULT_INTERVAL_MS,
         Some(s) => parse_duration_ms(s).map_err(|r| err("interval", r))?,
     };
-    let timeout_ms = match &t.timeout {
+    let timeout_ms = match &opt.timeout {
         None => DEFAULT_TIMEOUT_MS.min(interval_ms),
         Some(s) => parse_duration_ms(s).map_err(|r| err("timeout", r))?,
     };
@@ -197,61 +320,84 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
         n @ 1..=100 => Ok(n),
         n => Err(err(name, format!("must be between 1 and 100, got {n}"))),
     };
-    let healthy_threshold = threshold("healthy_threshold", t.healthy_threshold, 1)?;
-    let unhealthy_threshold = threshold("unhealthy_threshold", t.unhealthy_threshold, 2)?;
-    let prefill = t.prefill.unwrap_or(false);
-    if prefill && t.backend == Backend::Openai {
+    let healthy_threshold = threshold("healthy_threshold", opt.healthy_threshold, 1)?;
+    let unhealthy_threshold = threshold("unhealthy_threshold", opt.unhealthy_threshold, 2)?;
+    let prefill = opt.prefill.unwrap_or(false);
+    if prefill && backend == Backend::Openai {
         return Err(err(
             "prefill",
             "the openai backend has no prefill-only request; use vllm, sglang or trtllm".into(),
         ));
     }
     Ok(TargetConfig {
-        name: t.name,
-        cluster: t.cluster,
-        authority: t.authority,
-        host: t.host,
-        backend: t.backend,
-        model: t.model,
+        name,
+        cluster,
+        authority: opt.authority,
+        host: opt.host,
+        backend,
+        model: opt.model,
         payload,
         interval_ms,
         timeout_ms,
         healthy_threshold,
         unhealthy_threshold,
-        mode: t.mode.unwrap_or(ProbeMode::Canary),
-        bos_token_id: t.bos_token_id.unwrap_or(DEFAULT_BOS_TOKEN_ID),
-        use_text_input: t.use_text_input.unwrap_or(false),
+        mode: opt.mode.unwrap_or(ProbeMode::Canary),
+        bos_token_id: opt.bos_token_id.unwrap_or(DEFAULT_BOS_TOKEN_ID),
+        use_text_input: opt.use_text_input.unwrap_or(false),
         prefill,
     })
 }
 
-/// `250ms`, `10s`, `1.5s`, `1m`, `1h` -> milliseconds. A unit is required, as in Envoy and
-/// Istio YAML.
+/// Longest duration accepted: 24h.
+const MAX_DURATION_MS: u64 = 86_400_000;
+
+/// `250ms`, `10s`, `1.5s`, `1m`, `1h` -> milliseconds, rounded half up. A unit is required, as
+/// in Envoy and Istio YAML. Decimal arithmetic, no floating point: `0.0045s` is 5ms.
 pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("{s:?} needs a unit (ms, s, m or h)"))?;
     let (number, unit) = s.split_at(split);
-    let scale = match unit {
-        "ms" => 1.0,
-        "s" => 1_000.0,
-        "m" => 60_000.0,
-        "h" => 3_600_000.0,
+    let scale: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => {
             return Err(format!(
                 "{s:?} has an unknown unit {unit:?} (use ms, s, m or h)"
             ))
         }
     };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number with a unit"))?;
-    let ms = (value * scale).round();
-    if !(0.0..=86_400_000.0).contains(&ms) {
-        return Err(format!("{s:?} is out of range (at most 24h)"));
+    // Digits, at most one `.`, and a digit somewhere (`5.` and `.5` are numbers).
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if fraction.contains('.') || (whole.is_empty() && fraction.is_empty()) {
+        return Err(format!("{s:?} is not a number with a unit"));
     }
-    Ok(ms as u64)
+    let out_of_range = || format!("{s:?} is out of range (at most 24h)");
+    let whole = whole.bytes().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?
+            .checked_add(u64::from(d.saturating_sub(b'0')))
+    });
+    let ms = whole
+        .and_then(|n| n.checked_mul(scale))
+        .and_then(|n| n.checked_add(fraction_times(fraction, scale)))
+        .filter(|&ms| ms <= MAX_DURATION_MS)
+        .ok_or_else(out_of_range)?;
+    Ok(ms)
+}
+
+/// `0.<digits> * scale`, rounded half up: long multiplication from the last digit, exact for
+/// any number of digits (`scale` is small, so nothing overflows).
+fn fraction_times(digits: &str, scale: u64) -> u64 {
+    let (mut carry, mut first_decimal) = (0u64, 0u64);
+    for d in digits.bytes().rev() {
+        let v = u64::from(d.saturating_sub(b'0')) * scale + carry;
+        first_decimal = v % 10;
+        carry = v / 10;
+    }
+    carry + u64::from(first_decimal >= 5)
 }
 
 #[cfg(test)]
@@ -272,6 +418,49 @@ mod tests {
         assert_eq!(parse_duration_ms("2h"), Ok(7_200_000));
         for bad in ["10", "", "s", "10 sec", "-1s", "1d", "25h"] {
             assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Decimal arithmetic where `f64` was: the same results, exact at every length.
+    #[test]
+    fn durations_without_floating_point() {
+        for (input, ms) in [
+            (" 100ms ", 100),
+            ("0.5ms", 1),
+            ("0.49ms", 0),
+            ("0.4999999999999999999999999ms", 0),
+            ("0.5000000000000000000000001ms", 1),
+            ("1.0005s", 1_001),
+            ("0.0045s", 5),
+            ("0.0044999s", 4),
+            (".5s", 500),
+            ("5.s", 5_000),
+            ("0.25m", 15_000),
+            ("1.5h", 5_400_000),
+            ("0.000000000000000000000000000000001h", 0),
+            ("0001s", 1_000),
+            ("24h", 86_400_000),
+            ("1440m", 86_400_000),
+            ("86400000ms", 86_400_000),
+            ("86400000.4ms", 86_400_000),
+        ] {
+            assert_eq!(parse_duration_ms(input), Ok(ms), "{input}");
+        }
+        for (input, reason) in [
+            (".s", "not a number"),
+            ("1.2.3s", "not a number"),
+            ("1..s", "not a number"),
+            ("86400000.5ms", "out of range"),
+            ("24.000001h", "out of range"),
+            ("99999999999999999999999999h", "out of range"),
+            ("18446744073709551615ms", "out of range"),
+            ("5000000000000h", "out of range"),
+            ("1.5", "needs a unit"),
+            ("1.5 s", "unknown unit"),
+            ("1e3ms", "unknown unit"),
+        ] {
+            let e = parse_duration_ms(input).unwrap_err();
+            assert!(e.contains(reason), "{input}: {e}");
         }
     }
 

@@ -3,8 +3,7 @@
 //! `max_tokens` 1, `ignore_eos` false, the BOS token id as the prompt (or the text "Test").
 
 use super::config::{Backend, TargetConfig};
-use super::report::{push_opt_str, push_str, push_u64};
-use serde_json::Value;
+use crate::json_doc::{self, push_opt_str, push_str, push_u64, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeRequest {
@@ -35,7 +34,7 @@ pub fn models_request() -> ProbeRequest {
 
 /// The first model id of an OpenAI `/v1/models` answer.
 pub fn parse_models(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
+    let v = json_doc::parse(body).ok()?;
     let id = v.get("data")?.as_array()?.first()?.get("id")?.as_str()?;
     (!id.is_empty()).then(|| id.to_string())
 }
@@ -57,8 +56,8 @@ pub fn probe_request(t: &TargetConfig, model: Option<&str>) -> ProbeRequest {
     }
 }
 
-/// The built-in probe body, written out directly (keys sorted, as serde_json's map writes
-/// them): a `json!` tree costs kilobytes of wasm for a few fixed strings.
+/// The built-in probe body, written out directly (keys sorted, as a JSON map holds them):
+/// a tree costs wasm for a few fixed strings.
 fn builtin_body(t: &TargetConfig, model: Option<&str>) -> String {
     let mut prompt = String::new();
     if t.use_text_input {
@@ -139,7 +138,7 @@ pub fn check_answer(backend: Backend, status: u32, body: &[u8]) -> Result<(), St
             .replace(['\n', '\r'], " ");
         return Err(format!("status {status}: {snippet}"));
     }
-    let v: Value = serde_json::from_slice(body).map_err(|_| "answer is not JSON".to_string())?;
+    let v = json_doc::parse(body).map_err(|_| "answer is not JSON".to_string())?;
     let ok = match backend {
         Backend::Vllm | Backend::Trtllm | Backend::Openai => v
             .get("choices")
@@ -148,7 +147,7 @@ pub fn check_answer(backend: Backend, status: u32, body: &[u8]) -> Result<(), St
         // SGLang answers one object, or a list for batched input.
         Backend::Sglang => match &v {
             Value::Array(items) => items.first().is_some_and(|i| i.get("text").is_some()),
-            other => other.get("text").is_some_and(Value::is_string),
+            other => other.get("text").and_then(Value::as_str).is_some(),
         },
     };
     if ok {

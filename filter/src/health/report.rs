@@ -1,13 +1,10 @@
 //! The `/health` and `/live` answers (DESIGN §4): Dynamo's shape, extended per target.
 //!
-//! Written out directly rather than built as a `serde_json::Value` tree: the same bytes (keys
-//! in sorted order, as serde_json's map writes them; floats through serde_json), for kilobytes
-//! less wasm. [`push_str`] and friends are shared with the probe payloads.
+//! Written out directly rather than built as a tree, for less wasm: keys in sorted order, as a
+//! JSON map holds them, and the bytes serde_json wrote when it built this answer.
 
-use super::config::Backend;
 use super::prober::TargetView;
-#[cfg(test)]
-use serde_json::Value;
+use crate::json_doc::{push_opt_str, push_opt_u64, push_str, push_u64};
 
 /// `(status code, JSON body)` for `GET /health`: 200 when every target is ready, else 503.
 pub fn health(views: &[TargetView<'_>], uptime_seconds: u64) -> (u32, String) {
@@ -35,7 +32,7 @@ pub fn health(views: &[TargetView<'_>], uptime_seconds: u64) -> (u32, String) {
         }
         push_str(&mut out, &c.name);
         out.push_str(":{\"backend\":");
-        push_str(&mut out, backend_name(c.backend));
+        push_str(&mut out, c.backend.name());
         out.push_str(",\"cluster\":");
         push_str(&mut out, &c.cluster);
         out.push_str(",\"consecutive_failures\":");
@@ -48,7 +45,7 @@ pub fn health(views: &[TargetView<'_>], uptime_seconds: u64) -> (u32, String) {
         push_opt_str(&mut out, s.last_error.as_deref());
         out.push_str(",\"last_latency_ms\":");
         match s.last_latency_us {
-            Some(us) => push_f64(&mut out, us as f64 / 1000.0),
+            Some(us) => push_ms(&mut out, us),
             None => out.push_str("null"),
         }
         out.push_str(",\"last_probe_unix_ms\":");
@@ -83,88 +80,27 @@ fn ready(healthy: bool) -> &'static str {
     }
 }
 
-/// The backend as configured (its serde name).
-fn backend_name(b: Backend) -> &'static str {
-    match b {
-        Backend::Vllm => "vllm",
-        Backend::Sglang => "sglang",
-        Backend::Trtllm => "trtllm",
-        Backend::Openai => "openai",
+/// Microseconds as milliseconds with up to three decimals, as serde_json wrote the `f64`
+/// `us / 1000.0` (`12.345`, `12.0`, `0.005`), without floating point.
+fn push_ms(out: &mut String, us: u64) {
+    push_u64(out, us / 1000);
+    out.push('.');
+    let mut frac = us % 1000;
+    if frac == 0 {
+        out.push('0');
+        return;
     }
-}
-
-/// A JSON string literal, escaped as serde_json escapes it.
-pub(crate) fn push_str(out: &mut String, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(s.get(start..i).unwrap_or_default());
-        if escape.is_empty() {
-            out.push_str("\\u00");
-            for nibble in [b >> 4, b & 0xf] {
-                out.push(char::from(
-                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-                ));
-            }
-        } else {
-            out.push_str(escape);
-        }
-        start = i + 1;
+    let mut width = 3;
+    while frac % 10 == 0 {
+        frac /= 10;
+        width -= 1;
     }
-    out.push_str(s.get(start..).unwrap_or_default());
-    out.push('"');
-}
-
-pub(crate) fn push_opt_str(out: &mut String, s: Option<&str>) {
-    match s {
-        Some(s) => push_str(out, s),
-        None => out.push_str("null"),
+    let mut digits = String::new();
+    push_u64(&mut digits, frac);
+    for _ in digits.len()..width {
+        out.push('0');
     }
-}
-
-pub(crate) fn push_u64(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in digits.get(at..).unwrap_or_default() {
-        out.push(char::from(d));
-    }
-}
-
-fn push_opt_u64(out: &mut String, n: Option<u64>) {
-    match n {
-        Some(n) => push_u64(out, n),
-        None => out.push_str("null"),
-    }
-}
-
-/// serde_json's float format (shortest round-trip; `null` when not finite).
-fn push_f64(out: &mut String, x: f64) {
-    match serde_json::to_string(&x) {
-        Ok(s) => out.push_str(&s),
-        Err(_) => out.push_str("null"),
-    }
+    out.push_str(&digits);
 }
 
 #[cfg(test)]
@@ -172,6 +108,42 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::health::state::TargetState;
+    use serde_json::Value;
+
+    #[test]
+    fn latency_as_serde_json_wrote_it() {
+        let ms = |us: u64| {
+            let mut out = String::new();
+            push_ms(&mut out, us);
+            out
+        };
+        for (us, want) in [
+            (12_345, "12.345"),
+            (12_000, "12.0"),
+            (5, "0.005"),
+            (120, "0.12"),
+            (0, "0.0"),
+            (1_000, "1.0"),
+            (1_001, "1.001"),
+            (1_010, "1.01"),
+            (86_400_000_000, "86400000.0"),
+        ] {
+            assert_eq!(ms(us), want, "{us}");
+        }
+        // The old `f64` path, wherever it was exact (below 2^53 / 1000 ms).
+        let mut us = 1;
+        while us < 1 << 50 {
+            for n in [us, us + 1, us * 7 + 3, us * 999 / 1000] {
+                let old = serde_json::to_string(&(n as f64 / 1000.0)).unwrap();
+                assert_eq!(ms(n), old, "{n}");
+            }
+            us = us * 3 + 1;
+        }
+        for n in 0..20_000 {
+            let old = serde_json::to_string(&(n as f64 / 1000.0)).unwrap();
+            assert_eq!(ms(n), old, "{n}");
+        }
+    }
 
     #[test]
     fn shapes() {

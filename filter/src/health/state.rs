@@ -1,16 +1,16 @@
 //! One target's health as every Envoy worker thread sees it: kept in proxy-wasm shared data
 //! (so all VMs of the `vm_id` read and write the same record), changed by compare-and-swap.
 
-use serde::{Deserialize, Serialize};
+use crate::json_doc::{self, push_opt_str, push_opt_u64, push_u64, Value};
 
 /// A probe in flight: who holds the lease, until when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
     pub id: u64,
     pub until_ms: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TargetState {
     /// Ready: reached `healthy_threshold` successes and not since `unhealthy_threshold`
     /// failures. A target starts not ready until its first success.
@@ -31,6 +31,14 @@ pub struct TargetState {
     pub model: Option<String>,
 }
 
+/// An optional member: `Some(None)` when missing or `null`, `None` when of the wrong type.
+fn optional<T>(v: &Value, key: &str, read: impl FnOnce(&Value) -> Option<T>) -> Option<Option<T>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Some(None),
+        Some(x) => read(x).map(Some),
+    }
+}
+
 /// What a probe (or real traffic) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -40,12 +48,79 @@ pub enum Verdict {
 }
 
 impl TargetState {
+    /// The record as [`TargetState::encode`] wrote it; anything else (garbage, a record of
+    /// another shape) is a fresh state, as a target nobody probed yet.
     pub fn decode(bytes: &[u8]) -> TargetState {
-        serde_json::from_slice(bytes).unwrap_or_default()
+        json_doc::parse(bytes)
+            .ok()
+            .and_then(|v| Self::from_json(&v))
+            .unwrap_or_default()
     }
 
+    /// A JSON object with a member per field, in declaration order: the bytes serde_json
+    /// wrote, so VMs of an older build read it too.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = String::with_capacity(256);
+        out.push_str("{\"healthy\":");
+        out.push_str(if self.healthy { "true" } else { "false" });
+        out.push_str(",\"consecutive_successes\":");
+        push_u64(&mut out, u64::from(self.consecutive_successes));
+        out.push_str(",\"consecutive_failures\":");
+        push_u64(&mut out, u64::from(self.consecutive_failures));
+        out.push_str(",\"last_latency_us\":");
+        push_opt_u64(&mut out, self.last_latency_us);
+        out.push_str(",\"last_error\":");
+        push_opt_str(&mut out, self.last_error.as_deref());
+        out.push_str(",\"last_probe_ms\":");
+        push_opt_u64(&mut out, self.last_probe_ms);
+        out.push_str(",\"last_success_ms\":");
+        push_opt_u64(&mut out, self.last_success_ms);
+        out.push_str(",\"next_probe_ms\":");
+        push_u64(&mut out, self.next_probe_ms);
+        out.push_str(",\"lease\":");
+        match self.lease {
+            Some(l) => {
+                out.push_str("{\"id\":");
+                push_u64(&mut out, l.id);
+                out.push_str(",\"until_ms\":");
+                push_u64(&mut out, l.until_ms);
+                out.push('}');
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"model\":");
+        push_opt_str(&mut out, self.model.as_deref());
+        out.push('}');
+        out.into_bytes()
+    }
+
+    /// Rules of serde's derive: a field without a default must be there, an optional one may
+    /// be missing or `null`, other members are ignored.
+    fn from_json(v: &Value) -> Option<TargetState> {
+        if !matches!(v, Value::Object(_)) {
+            return None;
+        }
+        let u32_at = |key: &str| v.get(key)?.as_u64()?.try_into().ok();
+        Some(TargetState {
+            healthy: v.get("healthy")?.as_bool()?,
+            consecutive_successes: u32_at("consecutive_successes")?,
+            consecutive_failures: u32_at("consecutive_failures")?,
+            last_latency_us: optional(v, "last_latency_us", Value::as_u64)?,
+            last_error: optional(v, "last_error", |s| s.as_str().map(str::to_string))?,
+            last_probe_ms: optional(v, "last_probe_ms", Value::as_u64)?,
+            last_success_ms: optional(v, "last_success_ms", Value::as_u64)?,
+            next_probe_ms: v.get("next_probe_ms")?.as_u64()?,
+            lease: optional(v, "lease", |l| {
+                if !matches!(l, Value::Object(_)) {
+                    return None;
+                }
+                Some(Lease {
+                    id: l.get("id")?.as_u64()?,
+                    until_ms: l.get("until_ms")?.as_u64()?,
+                })
+            })?,
+            model: optional(v, "model", |s| s.as_str().map(str::to_string))?,
+        })
     }
 
     pub fn lease_active(&self, now_ms: u64) -> bool {
@@ -128,5 +203,63 @@ mod tests {
         assert_eq!(TargetState::decode(&s.encode()), s);
         assert_eq!(TargetState::decode(b"\xff"), TargetState::default());
         assert!(s.lease_active(98) && !s.lease_active(99));
+    }
+
+    fn full() -> TargetState {
+        TargetState {
+            healthy: true,
+            consecutive_successes: 3,
+            consecutive_failures: u32::MAX,
+            last_latency_us: Some(12_345),
+            last_error: Some("a\"b\n\u{1}é".into()),
+            last_probe_ms: Some(5),
+            last_success_ms: Some(u64::MAX),
+            next_probe_ms: 7,
+            lease: Some(Lease { id: 8, until_ms: 9 }),
+            model: Some("m".into()),
+        }
+    }
+
+    /// The bytes serde_json wrote: VMs of the previous build share the record.
+    #[test]
+    fn encoding_is_the_serde_json_one() {
+        let fresh = br#"{"healthy":false,"consecutive_successes":0,"consecutive_failures":0,"last_latency_us":null,"last_error":null,"last_probe_ms":null,"last_success_ms":null,"next_probe_ms":0,"lease":null,"model":null}"#;
+        assert_eq!(TargetState::default().encode(), fresh);
+        let s = full();
+        assert_eq!(
+            String::from_utf8(s.encode()).unwrap(),
+            r#"{"healthy":true,"consecutive_successes":3,"consecutive_failures":4294967295,"last_latency_us":12345,"last_error":"a\"b\n\u0001é","last_probe_ms":5,"last_success_ms":18446744073709551615,"next_probe_ms":7,"lease":{"id":8,"until_ms":9},"model":"m"}"#
+        );
+        assert_eq!(TargetState::decode(&s.encode()), s);
+    }
+
+    #[test]
+    fn other_records_are_a_fresh_state() {
+        let fresh = TargetState::default();
+        let fine = r#"{"healthy":true,"consecutive_successes":1,"consecutive_failures":0,"next_probe_ms":2,"extra":[1]}"#;
+        let s = TargetState::decode(fine.as_bytes());
+        assert!(s.healthy && s.lease.is_none() && s.model.is_none(), "{s:?}");
+        assert_eq!((s.consecutive_successes, s.next_probe_ms), (1, 2));
+        let encoded = String::from_utf8(full().encode()).unwrap();
+        for bad in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            r#"{"healthy":true}"#,
+            &encoded.replace(r#""healthy":true"#, r#""healthy":1"#),
+            &encoded.replace("4294967295", "4294967296"),
+            &encoded.replace("12345", "-1"),
+            &encoded.replace("12345", "1.5"),
+            &encoded.replace(r#""model":"m""#, r#""model":7"#),
+            &encoded.replace(r#""until_ms":9"#, r#""until":9"#),
+            &encoded.replace(r#"{"id":8,"until_ms":9}"#, "[8,9]"),
+            &format!("{encoded} x"),
+        ] {
+            assert_eq!(TargetState::decode(bad.as_bytes()), fresh, "{bad}");
+        }
+        for end in 0..encoded.len() {
+            assert_eq!(TargetState::decode(&encoded.as_bytes()[..end]), fresh);
+        }
     }
 }
