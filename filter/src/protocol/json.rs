@@ -7,6 +7,8 @@
 //! by bracket counting alone, which is what keeps large prompts and logprobs cheap.
 //! Syntax errors outside skipped parts are detected and reported by [`JsonScanner::failed`].
 
+use super::find::{find2, find_structural};
+
 pub type Slot = u8;
 /// The slot of everything the visitor does not care about.
 pub const IGNORE: Slot = 0;
@@ -15,6 +17,51 @@ pub const IGNORE: Slot = 0;
 pub const CAPTURE_CAP: usize = 128;
 /// Containers tracked with full syntax checking; deeper ones are skipped.
 const MAX_DEPTH: usize = 32;
+
+/// A key's length and first eight bytes, as integers. Visitors match keys on this rather than
+/// on byte strings: wasm has no inline `memcmp`, so a byte-string `match` costs a call per
+/// candidate arm. A key longer than eight bytes must still be compared whole once its tag
+/// matches (a match guard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyTag {
+    len: usize,
+    head: u64,
+}
+
+impl KeyTag {
+    /// For constants.
+    pub const fn new(key: &[u8]) -> KeyTag {
+        let mut head = 0u64;
+        let mut shift = 0;
+        let mut rest = key;
+        while shift < 64 {
+            match rest.split_first() {
+                Some((b, tail)) => {
+                    head |= (*b as u64) << shift;
+                    rest = tail;
+                }
+                None => break,
+            }
+            shift += 8;
+        }
+        KeyTag {
+            len: key.len(),
+            head,
+        }
+    }
+
+    /// The same as [`KeyTag::new`], one load for keys of eight bytes or more.
+    #[inline]
+    pub fn of(key: &[u8]) -> KeyTag {
+        match key.first_chunk::<8>() {
+            Some(head) => KeyTag {
+                len: key.len(),
+                head: u64::from_le_bytes(*head),
+            },
+            None => KeyTag::new(key),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scalar<'a> {
@@ -142,64 +189,29 @@ impl JsonScanner {
     }
 
     pub fn feed<V: Visitor>(&mut self, input: &[u8], v: &mut V) {
-        let mut i = 0;
-        while let Some(&b) = input.get(i) {
-            match self.state {
-                State::Str => {
-                    let rest = input.get(i..).unwrap_or_default();
-                    match rest.iter().position(|&c| c == b'"' || c == b'\\') {
-                        None => {
-                            self.string_bytes(rest);
-                            return;
-                        }
-                        Some(p) => {
-                            self.string_bytes(rest.get(..p).unwrap_or_default());
-                            i += p;
-                            if rest.get(p) == Some(&b'"') {
-                                self.end_string(v);
-                            } else {
-                                self.state = State::StrEscape;
-                            }
-                        }
+        let mut rest = input;
+        // Each step consumes at least one byte; strings, numbers, literals and skipped values
+        // are consumed whole when the chunk holds them, so the dispatch below runs per token,
+        // not per byte.
+        while let Some(&b) = rest.first() {
+            let used = match self.state {
+                State::Str => self.string_run(rest, v),
+                State::Skip => self.skip_run(rest),
+                State::SkipStr => match find2(rest, b'"', b'\\') {
+                    None => rest.len(),
+                    Some(p) => {
+                        self.state = if rest.get(p) == Some(&b'"') {
+                            State::Skip
+                        } else {
+                            State::SkipStrEscape
+                        };
+                        p + 1
                     }
+                },
+                State::SkipStrEscape => {
+                    self.state = State::SkipStr;
+                    1
                 }
-                State::Skip => {
-                    let rest = input.get(i..).unwrap_or_default();
-                    match rest
-                        .iter()
-                        .position(|&c| matches!(c, b'"' | b'{' | b'[' | b'}' | b']'))
-                    {
-                        None => return,
-                        Some(p) => {
-                            i += p;
-                            match rest.get(p) {
-                                Some(b'"') => self.state = State::SkipStr,
-                                Some(b'{') | Some(b'[') => self.skip_depth += 1,
-                                _ => {
-                                    self.skip_depth -= 1;
-                                    if self.skip_depth == 0 {
-                                        self.value_done();
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                State::SkipStr => {
-                    let rest = input.get(i..).unwrap_or_default();
-                    match rest.iter().position(|&c| c == b'"' || c == b'\\') {
-                        None => return,
-                        Some(p) => {
-                            i += p;
-                            self.state = if rest.get(p) == Some(&b'"') {
-                                State::Skip
-                            } else {
-                                State::SkipStrEscape
-                            };
-                        }
-                    }
-                }
-                State::SkipStrEscape => self.state = State::SkipStr,
                 State::StrEscape => {
                     let decoded = match b {
                         b'"' | b'\\' | b'/' => b,
@@ -220,6 +232,7 @@ impl JsonScanner {
                     } else {
                         State::Str
                     };
+                    1
                 }
                 State::StrUnicode(left) => {
                     if !b.is_ascii_hexdigit() {
@@ -231,32 +244,17 @@ impl JsonScanner {
                     } else {
                         State::Str
                     };
+                    1
                 }
-                State::Number => {
-                    if b.is_ascii_digit() {
-                        self.num = match self.num.checked_mul(10) {
-                            Some(n) => n.checked_add(u64::from(b - b'0')).unwrap_or_else(|| {
-                                self.num_ok = false;
-                                0
-                            }),
-                            None => {
-                                self.num_ok = false;
-                                0
-                            }
-                        };
-                    } else if matches!(b, b'.' | b'e' | b'E' | b'+' | b'-') {
-                        self.num_ok = false;
-                    } else {
-                        self.end_number(v);
-                        continue; // the terminator is the next token
-                    }
-                }
+                State::Number => self.number_run(rest, v),
                 State::Literal => {
-                    if self.literal.get(self.literal_pos) != Some(&b) {
+                    let want = self.literal.get(self.literal_pos..).unwrap_or_default();
+                    let n = want.len().min(rest.len());
+                    if rest.get(..n) != want.get(..n) {
                         self.state = State::Error;
                         return;
                     }
-                    self.literal_pos += 1;
+                    self.literal_pos += n;
                     if self.literal_pos == self.literal.len() {
                         let value = match self.literal.first() {
                             Some(b't') => Scalar::Bool(true),
@@ -266,21 +264,24 @@ impl JsonScanner {
                         self.emit(v, value);
                         self.value_done();
                     }
+                    n
                 }
-                _ if is_ws(b) => {}
-                State::Value => self.start_value(b, v),
+                _ if is_ws(b) => 1,
+                State::Value => self.start_value(rest, v),
                 State::ArrayFirst => {
                     if b == b']' {
                         self.pop();
+                        1
                     } else {
-                        self.start_value(b, v);
+                        self.start_value(rest, v)
                     }
                 }
                 State::ObjectFirst | State::Key => {
                     if b == b'"' {
-                        self.start_string(true, v);
+                        self.key(rest, v)
                     } else if b == b'}' && self.state == State::ObjectFirst {
                         self.pop();
+                        1
                     } else {
                         self.state = State::Error;
                         return;
@@ -292,11 +293,20 @@ impl JsonScanner {
                         return;
                     }
                     self.state = State::Value;
+                    1
                 }
                 State::AfterValue => {
                     let in_object = self.top_is_object();
                     match (b, in_object) {
-                        (b',', true) => self.state = State::Key,
+                        (b',', true) => {
+                            self.state = State::Key;
+                            // `,"key":value` in one step: the usual compact member.
+                            if let Some(next @ [b'"', ..]) = rest.get(1..) {
+                                let used = 1 + self.key(next, v);
+                                rest = rest.get(used..).unwrap_or_default();
+                                continue;
+                            }
+                        }
                         (b',', false) => self.state = State::Value,
                         (b'}', true) | (b']', false) => self.pop(),
                         _ => {
@@ -304,14 +314,131 @@ impl JsonScanner {
                             return;
                         }
                     }
+                    1
                 }
                 State::Done | State::Error => {
                     self.state = State::Error;
                     return;
                 }
-            }
-            i += 1;
+            };
+            rest = rest.get(used..).unwrap_or_default();
         }
+    }
+
+    /// Inside a string: up to and including its closing quote, or to an escape.
+    fn string_run<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
+        match find2(rest, b'"', b'\\') {
+            None => {
+                self.string_bytes(rest);
+                rest.len()
+            }
+            Some(p) => {
+                self.string_bytes(rest.get(..p).unwrap_or_default());
+                if rest.get(p) == Some(&b'"') {
+                    self.end_string(v);
+                } else {
+                    self.state = State::StrEscape;
+                }
+                p + 1
+            }
+        }
+    }
+
+    /// Inside a skipped container: strings and brackets only.
+    fn skip_run(&mut self, rest: &[u8]) -> usize {
+        let Some(p) = find_structural(rest) else {
+            return rest.len();
+        };
+        match rest.get(p) {
+            Some(b'"') => self.state = State::SkipStr,
+            Some(b'{') | Some(b'[') => self.skip_depth += 1,
+            _ => {
+                self.skip_depth -= 1;
+                if self.skip_depth == 0 {
+                    self.value_done();
+                }
+            }
+        }
+        p + 1
+    }
+
+    /// Digits (and the rest of a number's grammar) up to, not including, the terminator.
+    fn number_run<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
+        for (i, &b) in rest.iter().enumerate() {
+            if b.is_ascii_digit() {
+                match self
+                    .num
+                    .checked_mul(10)
+                    .and_then(|n| n.checked_add(u64::from(b - b'0')))
+                {
+                    Some(n) => self.num = n,
+                    None => {
+                        self.num_ok = false;
+                        self.num = 0;
+                    }
+                }
+            } else if matches!(b, b'.' | b'e' | b'E' | b'+' | b'-') {
+                self.num_ok = false;
+            } else {
+                self.end_number(v);
+                return i; // the terminator is the next token
+            }
+        }
+        rest.len()
+    }
+
+    /// A key starts at `rest[0]` (`"`). Whole in this chunk and without escapes (the usual
+    /// case), it goes to the visitor straight from the input; otherwise byte by byte.
+    fn key<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
+        let body = rest.get(1..).unwrap_or_default();
+        if let Some(p) = find2(body, b'"', b'\\') {
+            if body.get(p) == Some(&b'"') {
+                let key = body.get(..p).unwrap_or_default();
+                let parent = self.top_slot();
+                self.value_slot = if parent == IGNORE || key.len() > CAPTURE_CAP {
+                    IGNORE
+                } else {
+                    v.child(parent, key)
+                };
+                self.state = State::Colon;
+                // `:value` straight after the key (compact JSON) needs no trip through `feed`.
+                return match body.get(p + 1..) {
+                    Some([b':', value @ ..]) if value.first().is_some_and(|&c| !is_ws(c)) => {
+                        self.state = State::Value;
+                        p + 3 + self.start_value(value, v)
+                    }
+                    _ => p + 2,
+                };
+            }
+        }
+        self.start_string(true, v);
+        1
+    }
+
+    /// A string value starts at `rest[0]` (`"`); like [`Self::key`].
+    fn string_value<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
+        let body = rest.get(1..).unwrap_or_default();
+        if let Some(p) = find2(body, b'"', b'\\') {
+            if body.get(p) == Some(&b'"') {
+                if self.value_slot != IGNORE {
+                    let text = body.get(..p).unwrap_or_default();
+                    let cap = v.capture_len(self.value_slot).min(CAPTURE_CAP);
+                    let take = text.len().min(cap);
+                    v.scalar(
+                        self.value_slot,
+                        Scalar::Str {
+                            text: text.get(..take).unwrap_or_default(),
+                            truncated: take < text.len() && cap > 0,
+                            empty: text.is_empty(),
+                        },
+                    );
+                }
+                self.value_done();
+                return p + 2;
+            }
+        }
+        self.start_string(false, v);
+        1
     }
 
     fn top_is_object(&self) -> bool {
@@ -326,7 +453,9 @@ impl JsonScanner {
             .unwrap_or(IGNORE)
     }
 
-    fn start_value<V: Visitor>(&mut self, b: u8, v: &mut V) {
+    /// A value starts at `rest[0]` (not whitespace).
+    fn start_value<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
+        let b = rest.first().copied().unwrap_or_default();
         if self.depth > 0 && !self.top_is_object() {
             let parent = self.top_slot();
             self.value_slot = if parent == IGNORE {
@@ -340,7 +469,7 @@ impl JsonScanner {
                 if self.value_slot == IGNORE || self.depth == MAX_DEPTH {
                     self.skip_depth = 1;
                     self.state = State::Skip;
-                    return;
+                    return 1;
                 }
                 if let Some(s) = self.slots.get_mut(self.depth) {
                     *s = self.value_slot;
@@ -353,23 +482,35 @@ impl JsonScanner {
                     self.state = State::ArrayFirst;
                 }
                 self.depth += 1;
+                1
             }
-            b'"' => self.start_string(false, v),
+            b'"' => self.string_value(rest, v),
             b'-' | b'0'..=b'9' => {
                 self.num_ok = b != b'-';
                 self.num = u64::from(b.saturating_sub(b'0'));
                 self.state = State::Number;
+                1 + self.number_run(rest.get(1..).unwrap_or_default(), v)
             }
             b't' | b'f' | b'n' => {
-                self.literal = match b {
-                    b't' => b"true",
-                    b'f' => b"false",
-                    _ => b"null",
+                let (literal, value): (&'static [u8], _) = match b {
+                    b't' => (b"true", Scalar::Bool(true)),
+                    b'f' => (b"false", Scalar::Bool(false)),
+                    _ => (b"null", Scalar::Null),
                 };
+                if rest.starts_with(literal) {
+                    self.emit(v, value);
+                    self.value_done();
+                    return literal.len();
+                }
+                self.literal = literal;
                 self.literal_pos = 1;
                 self.state = State::Literal;
+                1
             }
-            _ => self.state = State::Error,
+            _ => {
+                self.state = State::Error;
+                1
+            }
         }
     }
 
@@ -575,8 +716,18 @@ mod tests {
 
     #[test]
     fn every_split_gives_the_same_result() {
-        let doc = r#"{"id":"x","choices":[{"delta":{"content":"h\u00e9\\"},"finish_reason":null}],"usage":{"completion_tokens":123456}}"#;
+        // Whole, every token takes the fast paths; split, the byte-by-byte ones: both must
+        // agree, including on captures cut at the cap and on keys too long to name a field.
+        let long_key = "k".repeat(CAPTURE_CAP + 1);
+        let doc = format!(
+            r#"{{"id":"x","choices":[{{"delta":{{"content":"h\u00e9\\"}},"finish_reason":null}}],"usage":{{"completion_tokens":123456}},"long":"abcdefghijklmnopqrstuvwxyz","{long_key}":1, "sp" : [ true , false, null ] ,"n":-12}}"#
+        );
+        let doc = doc.as_str();
         let whole = scan(doc);
+        assert!(whole
+            .0
+            .contains(&(".long".to_string(), "s:abcdefghijklmnop…".to_string())));
+        assert!(!whole.0.iter().any(|(p, _)| p.contains("kkk")));
         assert!(whole.2);
         let bytes = doc.as_bytes();
         for i in 0..=bytes.len() {
@@ -653,6 +804,30 @@ mod tests {
         s.feed(br#"{"b":2}"#, &mut r);
         assert!(s.finish(&mut r));
         assert_eq!(r.seen, pairs(&[(".a", "n:Some(1)"), (".b", "n:Some(2)")]));
+    }
+
+    #[test]
+    fn key_tags_agree_and_tell_keys_apart() {
+        let keys: [&[u8]; 7] = [
+            b"",
+            b"a",
+            b"id",
+            b"usage",
+            b"choices!",
+            b"finish_reason",
+            b"finish_reasoN",
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            assert_eq!(KeyTag::of(a), KeyTag::new(a));
+            for (j, b) in keys.iter().enumerate() {
+                // Distinct tags for distinct keys of at most eight bytes; longer ones need a guard.
+                if i != j && (a.len() <= 8 || b.len() <= 8) {
+                    assert_ne!(KeyTag::of(a), KeyTag::of(b));
+                }
+            }
+        }
+        assert_eq!(KeyTag::of(b"finish_reason"), KeyTag::of(b"finish_reasoN"));
+        assert_ne!(KeyTag::of(b"a\0"), KeyTag::of(b"a"));
     }
 
     #[test]

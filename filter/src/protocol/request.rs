@@ -1,7 +1,7 @@
 //! Reads the top-level `model`, `stream` and `stream_options` of an inference request body as
 //! it streams past, without keeping the body (prompts can be megabytes).
 
-use super::json::{JsonScanner, Scalar, Slot, Visitor, IGNORE};
+use super::json::{JsonScanner, KeyTag, Scalar, Slot, Visitor, IGNORE};
 use crate::labels::MAX_LABEL_LEN;
 
 const ROOT: Slot = 1;
@@ -23,12 +23,20 @@ pub struct RequestFacts {
 
 impl Visitor for RequestFacts {
     fn child(&mut self, parent: Slot, key: &[u8]) -> Slot {
-        match (parent, key) {
-            (ROOT, b"model") => MODEL,
-            (ROOT, b"stream") => STREAM,
-            (ROOT, b"stream_options") => STREAM_OPTIONS,
-            (STREAM_OPTIONS, b"include_usage") => INCLUDE_USAGE,
-            (STREAM_OPTIONS, b"continuous_usage_stats") => CONTINUOUS_USAGE,
+        const MODEL_K: KeyTag = KeyTag::new(b"model");
+        const STREAM_K: KeyTag = KeyTag::new(b"stream");
+        const STREAM_OPTIONS_K: KeyTag = KeyTag::new(b"stream_options");
+        const INCLUDE_USAGE_K: KeyTag = KeyTag::new(b"include_usage");
+        const CONTINUOUS_USAGE_K: KeyTag = KeyTag::new(b"continuous_usage_stats");
+        // Keys over eight bytes are confirmed whole (guards) once their tag matches.
+        match (parent, KeyTag::of(key)) {
+            (ROOT, MODEL_K) => MODEL,
+            (ROOT, STREAM_K) => STREAM,
+            (ROOT, STREAM_OPTIONS_K) if key == b"stream_options" => STREAM_OPTIONS,
+            (STREAM_OPTIONS, INCLUDE_USAGE_K) if key == b"include_usage" => INCLUDE_USAGE,
+            (STREAM_OPTIONS, CONTINUOUS_USAGE_K) if key == b"continuous_usage_stats" => {
+                CONTINUOUS_USAGE
+            }
             _ => IGNORE,
         }
     }

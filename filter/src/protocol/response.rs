@@ -2,7 +2,7 @@
 //! chunks, the Responses API, and SGLang's `/generate`, folded into token events and a
 //! per-stream summary (DESIGN §2 step 4).
 
-use super::json::{JsonScanner, Scalar, Slot, Visitor, IGNORE};
+use super::json::{JsonScanner, KeyTag, Scalar, Slot, Visitor, IGNORE};
 use super::sse::{SseFramer, SseSink};
 
 const ROOT: Slot = 1;
@@ -47,31 +47,64 @@ impl EventFacts {
     }
 }
 
+/// Tags of the keys the response shapes are read by.
+mod key {
+    use super::KeyTag;
+    pub const CHOICES: KeyTag = KeyTag::new(b"choices");
+    pub const USAGE: KeyTag = KeyTag::new(b"usage");
+    pub const ERROR: KeyTag = KeyTag::new(b"error");
+    pub const OBJECT: KeyTag = KeyTag::new(b"object");
+    pub const META_INFO: KeyTag = KeyTag::new(b"meta_info");
+    pub const TYPE: KeyTag = KeyTag::new(b"type");
+    pub const DELTA: KeyTag = KeyTag::new(b"delta");
+    pub const RESPONSE: KeyTag = KeyTag::new(b"response");
+    pub const MESSAGE: KeyTag = KeyTag::new(b"message");
+    pub const TEXT: KeyTag = KeyTag::new(b"text");
+    pub const FINISH_REASON: KeyTag = KeyTag::new(b"finish_reason");
+    pub const CONTENT: KeyTag = KeyTag::new(b"content");
+    pub const REASONING_CONTENT: KeyTag = KeyTag::new(b"reasoning_content");
+    pub const REASONING: KeyTag = KeyTag::new(b"reasoning");
+    pub const TOOL_CALLS: KeyTag = KeyTag::new(b"tool_calls");
+    pub const COMPLETION_TOKENS: KeyTag = KeyTag::new(b"completion_tokens");
+    pub const OUTPUT_TOKENS: KeyTag = KeyTag::new(b"output_tokens");
+    pub const PROMPT_TOKENS: KeyTag = KeyTag::new(b"prompt_tokens");
+    pub const INPUT_TOKENS: KeyTag = KeyTag::new(b"input_tokens");
+    pub const PROMPT_TOKENS_DETAILS: KeyTag = KeyTag::new(b"prompt_tokens_details");
+    pub const INPUT_TOKENS_DETAILS: KeyTag = KeyTag::new(b"input_tokens_details");
+    pub const CACHED_TOKENS: KeyTag = KeyTag::new(b"cached_tokens");
+}
+
 impl Visitor for EventFacts {
-    fn child(&mut self, parent: Slot, key: &[u8]) -> Slot {
-        match (parent, key) {
-            (ROOT, b"choices") => CHOICES,
-            (ROOT, b"usage") => USAGE,
-            (ROOT, b"error") => ERROR,
-            (ROOT, b"object") => OBJECT,
-            (ROOT, b"meta_info") => META,
-            (ROOT, b"type") => TYPE,
-            (ROOT, b"delta") => RESP_DELTA,
-            (ROOT, b"response") => RESPONSE,
-            (CHOICE, b"delta") | (CHOICE, b"message") => DELTA,
-            (CHOICE, b"text") => CONTENT,
-            (CHOICE, b"finish_reason") => FINISH,
-            (DELTA, b"content") | (DELTA, b"reasoning_content") | (DELTA, b"reasoning") => CONTENT,
-            (DELTA, b"tool_calls") => TOOL_CALLS,
-            (USAGE, b"completion_tokens") | (USAGE, b"output_tokens") => OUT_TOKENS,
-            (USAGE, b"prompt_tokens") | (USAGE, b"input_tokens") => IN_TOKENS,
-            (USAGE, b"prompt_tokens_details") | (USAGE, b"input_tokens_details") => IN_DETAILS,
-            (IN_DETAILS, b"cached_tokens") => CACHED,
-            (META, b"completion_tokens") => OUT_TOKENS,
-            (META, b"prompt_tokens") => IN_TOKENS,
-            (META, b"cached_tokens") => CACHED,
-            (META, b"finish_reason") => FINISH,
-            (RESPONSE, b"usage") => USAGE,
+    fn child(&mut self, parent: Slot, k: &[u8]) -> Slot {
+        // Keys over eight bytes are confirmed whole (guards) once their tag matches.
+        match (parent, KeyTag::of(k)) {
+            (ROOT, key::CHOICES) => CHOICES,
+            (ROOT, key::USAGE) => USAGE,
+            (ROOT, key::ERROR) => ERROR,
+            (ROOT, key::OBJECT) => OBJECT,
+            (ROOT, key::META_INFO) if k == b"meta_info" => META,
+            (ROOT, key::TYPE) => TYPE,
+            (ROOT, key::DELTA) => RESP_DELTA,
+            (ROOT, key::RESPONSE) => RESPONSE,
+            (CHOICE, key::DELTA) | (CHOICE, key::MESSAGE) => DELTA,
+            (CHOICE, key::TEXT) => CONTENT,
+            (CHOICE, key::FINISH_REASON) if k == b"finish_reason" => FINISH,
+            (DELTA, key::CONTENT) => CONTENT,
+            (DELTA, key::REASONING_CONTENT) if k == b"reasoning_content" => CONTENT,
+            (DELTA, key::REASONING) if k == b"reasoning" => CONTENT,
+            (DELTA, key::TOOL_CALLS) if k == b"tool_calls" => TOOL_CALLS,
+            (USAGE, key::COMPLETION_TOKENS) if k == b"completion_tokens" => OUT_TOKENS,
+            (USAGE, key::OUTPUT_TOKENS) if k == b"output_tokens" => OUT_TOKENS,
+            (USAGE, key::PROMPT_TOKENS) if k == b"prompt_tokens" => IN_TOKENS,
+            (USAGE, key::INPUT_TOKENS) if k == b"input_tokens" => IN_TOKENS,
+            (USAGE, key::PROMPT_TOKENS_DETAILS) if k == b"prompt_tokens_details" => IN_DETAILS,
+            (USAGE, key::INPUT_TOKENS_DETAILS) if k == b"input_tokens_details" => IN_DETAILS,
+            (IN_DETAILS, key::CACHED_TOKENS) if k == b"cached_tokens" => CACHED,
+            (META, key::COMPLETION_TOKENS) if k == b"completion_tokens" => OUT_TOKENS,
+            (META, key::PROMPT_TOKENS) if k == b"prompt_tokens" => IN_TOKENS,
+            (META, key::CACHED_TOKENS) if k == b"cached_tokens" => CACHED,
+            (META, key::FINISH_REASON) if k == b"finish_reason" => FINISH,
+            (RESPONSE, key::USAGE) => USAGE,
             (ERROR, _) => {
                 // Any member makes a non-empty error object.
                 self.error = true;

@@ -3,6 +3,8 @@
 //! `\n`, one space after the colon is dropped, `:` lines are comments. Events may split at any
 //! byte across chunks; nothing is buffered beyond a field name.
 
+use super::find::find2;
+
 /// Receives the pieces of each event as they are framed.
 pub trait SseSink {
     /// Bytes of the current event's data. Consecutive data lines arrive separated by `b"\n"`.
@@ -71,7 +73,7 @@ impl SseFramer {
             match self.line {
                 Line::Value { field, fresh } => {
                     let rest = input.get(i..).unwrap_or_default();
-                    let end = rest.iter().position(|&c| c == b'\n' || c == b'\r');
+                    let end = find2(rest, b'\n', b'\r');
                     let mut value = match end {
                         Some(p) => rest.get(..p).unwrap_or_default(),
                         None => rest,
@@ -113,6 +115,11 @@ impl SseFramer {
                         self.data_lines = 0;
                     } else if b == b':' {
                         self.line = Line::Comment;
+                    } else if input.get(i..i + 5) == Some(b"data:") {
+                        // The usual line, whole in this chunk: no byte-by-byte field name.
+                        self.start_field(Field::Data, sink);
+                        i += 5;
+                        continue;
                     } else {
                         self.name_len = 0;
                         self.push_name(b);
@@ -150,6 +157,10 @@ impl SseFramer {
             b"event" => Field::Event,
             _ => Field::Other,
         };
+        self.start_field(field, sink);
+    }
+
+    fn start_field<S: SseSink>(&mut self, field: Field, sink: &mut S) {
         if field == Field::Data {
             if self.data_lines > 0 {
                 sink.data(b"\n");
