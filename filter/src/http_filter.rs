@@ -170,9 +170,19 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
-        let status = property_u64(&["response", "code"]).unwrap_or(0);
-        let flags = property_u64(&["response", "flags"]).unwrap_or(0);
-        let details = property_string(&["response", "code_details"]);
+        let needs_outcome = self
+            .stream
+            .as_ref()
+            .is_some_and(StreamMeter::needs_envoy_outcome);
+        let (status, flags, details) = if needs_outcome {
+            (
+                property_u64(&["response", "code"]).unwrap_or(0),
+                property_u64(&["response", "flags"]).unwrap_or(0),
+                property_string(&["response", "code_details"]),
+            )
+        } else {
+            (0, 0, String::new())
+        };
         let status = u32::try_from(status).unwrap_or(0);
         let mut succeeded = false;
         self.with_stream(|s, vm| {

@@ -302,6 +302,13 @@ impl StreamMeter {
         }
     }
 
+    /// Whether `on_log` needs Envoy's account of the end (status, response flags, code
+    /// details). Not after a complete response below 400 that the filter saw itself: no flag
+    /// or detail turns that into an error, and each is a host call on every request.
+    pub fn needs_envoy_outcome(&self) -> bool {
+        !(self.response_complete && (1..400).contains(&self.status))
+    }
+
     /// The stream is over (Envoy's `on_log`): completed, failed or abandoned. Returns whether
     /// it was a successful inference (evidence that its worker is healthy).
     pub fn on_log(

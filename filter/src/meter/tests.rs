@@ -311,3 +311,36 @@ fn a_huge_cumulative_jump_records_a_bounded_number_of_itl_samples() {
     assert_eq!(itl.len(), MAX_ITL_SAMPLES_PER_EVENT as usize);
     assert_eq!(r.host.value("llm_inflight_requests.model=.=m;.;"), 0);
 }
+
+/// on_log reads Envoy's response properties only when they can change the verdict: a complete
+/// response below 400 is classified from what the filter saw (three host calls saved per
+/// request); anything else needs the flags and details (cancelled, timeouts, overflow).
+#[test]
+fn envoy_outcome_is_read_only_when_it_can_matter() {
+    let mut r = Rig::new();
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    assert!(s.needs_envoy_outcome(), "no response yet");
+    r.respond(&mut s, 200, "text/event-stream");
+    r.chunk(&mut s, 10, &content("a"));
+    assert!(s.needs_envoy_outcome(), "response not complete");
+    r.chunk(&mut s, 10, DONE);
+    s.on_response_body(&mut r.vm, &r.host, b"", true);
+    assert!(!s.needs_envoy_outcome());
+    // With no flags and no details the verdict is the same as with any of them.
+    for (flags, details) in [
+        (0, ""),
+        (flags::UPSTREAM_OVERFLOW, "x"),
+        (flags::DOWNSTREAM_GONE, "downstream_remote_disconnect"),
+    ] {
+        assert_eq!(s.error_type(flags, details), None);
+    }
+    s.on_log(&mut r.vm, &r.host, 0, 0, "");
+    assert_eq!(r.requests(OK_STREAM), 1);
+
+    for status in [429, 500, 503] {
+        let mut s = r.start(CHAT, r#"{"model":"m"}"#);
+        r.respond(&mut s, status, "application/json");
+        s.on_response_body(&mut r.vm, &r.host, b"{}", true);
+        assert!(s.needs_envoy_outcome(), "{status}");
+    }
+}
