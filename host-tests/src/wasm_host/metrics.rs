@@ -107,34 +107,44 @@ pub fn split_labels(name: &str) -> (&str, Vec<(String, String)>) {
     (base, labels)
 }
 
-/// The stats store shared by every VM of a host.
+/// The stats store shared by every VM of a host. Values sit in a `Vec` so that a VM's metric
+/// id resolves to its slot without hashing or allocating a name per call: the microbenchmark
+/// (scripts/bench) times the filter's host calls, and the host's own cost should be small.
 #[derive(Debug, Default)]
 pub(crate) struct MetricRegistry {
-    metrics: BTreeMap<(String, MetricKind), MetricValue>,
+    index: BTreeMap<(String, MetricKind), usize>,
+    values: Vec<MetricValue>,
 }
 
 impl MetricRegistry {
-    fn ensure(&mut self, kind: MetricKind, name: &str) {
-        self.value_mut(kind, name);
+    /// The slot of `name`, created on first use.
+    fn ensure(&mut self, kind: MetricKind, name: &str) -> usize {
+        if let Some(slot) = self.index.get(&(name.to_string(), kind)) {
+            return *slot;
+        }
+        let slot = self.values.len();
+        self.values.push(match kind {
+            MetricKind::Counter => MetricValue::Counter(0),
+            MetricKind::Gauge => MetricValue::Gauge(0),
+            MetricKind::Histogram => MetricValue::Histogram(Vec::new()),
+        });
+        self.index.insert((name.to_string(), kind), slot);
+        slot
     }
 
-    fn value_mut(&mut self, kind: MetricKind, name: &str) -> &mut MetricValue {
-        self.metrics
-            .entry((name.to_string(), kind))
-            .or_insert_with(|| match kind {
-                MetricKind::Counter => MetricValue::Counter(0),
-                MetricKind::Gauge => MetricValue::Gauge(0),
-                MetricKind::Histogram => MetricValue::Histogram(Vec::new()),
-            })
+    fn value_mut(&mut self, slot: usize) -> Option<&mut MetricValue> {
+        self.values.get_mut(slot)
     }
 
     pub(crate) fn all(&self) -> Vec<Metric> {
-        self.metrics
+        self.index
             .iter()
-            .map(|((name, kind), value)| Metric {
-                name: name.clone(),
-                kind: *kind,
-                value: value.clone(),
+            .filter_map(|((name, kind), slot)| {
+                Some(Metric {
+                    name: name.clone(),
+                    kind: *kind,
+                    value: self.values.get(*slot)?.clone(),
+                })
             })
             .collect()
     }
@@ -143,7 +153,7 @@ impl MetricRegistry {
 /// One VM's metric ids.
 #[derive(Debug)]
 pub(crate) struct MetricIds {
-    by_id: HashMap<u32, (MetricKind, String)>,
+    by_id: HashMap<u32, (MetricKind, usize)>,
     by_name: HashMap<(MetricKind, String), u32>,
     next: [u32; 3],
 }
@@ -169,20 +179,22 @@ impl MetricIds {
         name: &str,
     ) -> Result<u32, Status> {
         let kind = MetricKind::from_raw(kind_raw).ok_or(Status::BadArgument)?;
-        registry.ensure(kind, name);
+        let value_slot = registry.ensure(kind, name);
         if let Some(id) = self.by_name.get(&(kind, name.to_string())) {
             return Ok(*id);
         }
         let slot = kind as usize;
         self.next[slot] = self.next[slot].wrapping_add(ID_INCREMENT);
         let id = self.next[slot];
-        self.by_id.insert(id, (kind, name.to_string()));
+        self.by_id.insert(id, (kind, value_slot));
         self.by_name.insert((kind, name.to_string()), id);
         Ok(id)
     }
 
-    fn lookup(&self, id: u32) -> Option<&(MetricKind, String)> {
-        self.by_id.get(&id)
+    /// The registry value behind `id`.
+    fn lookup<'r>(&self, registry: &'r mut MetricRegistry, id: u32) -> Option<&'r mut MetricValue> {
+        let (_, slot) = self.by_id.get(&id)?;
+        registry.value_mut(*slot)
     }
 
     pub(crate) fn increment(
@@ -193,18 +205,17 @@ impl MetricIds {
     ) -> Result<(), Status> {
         match id & KIND_MASK {
             0 => {
-                let (kind, name) = self.lookup(id).ok_or(Status::NotFound)?;
+                let value = self.lookup(registry, id).ok_or(Status::NotFound)?;
                 if offset <= 0 {
                     return Err(Status::BadArgument);
                 }
-                if let MetricValue::Counter(v) = registry.value_mut(*kind, name) {
+                if let MetricValue::Counter(v) = value {
                     *v = v.wrapping_add(offset as u64);
                 }
                 Ok(())
             }
             1 => {
-                let (kind, name) = self.lookup(id).ok_or(Status::NotFound)?;
-                if let MetricValue::Gauge(v) = registry.value_mut(*kind, name) {
+                if let MetricValue::Gauge(v) = self.lookup(registry, id).ok_or(Status::NotFound)? {
                     *v = v.wrapping_add(offset);
                 }
                 Ok(())
@@ -219,8 +230,7 @@ impl MetricIds {
         id: u32,
         value: u64,
     ) -> Result<(), Status> {
-        let (kind, name) = self.lookup(id).ok_or(Status::NotFound)?;
-        match registry.value_mut(*kind, name) {
+        match self.lookup(registry, id).ok_or(Status::NotFound)? {
             MetricValue::Counter(v) => *v = v.wrapping_add(value),
             MetricValue::Gauge(v) => *v = value as i64,
             MetricValue::Histogram(values) => values.push(value),
@@ -230,14 +240,11 @@ impl MetricIds {
 
     pub(crate) fn get(&self, registry: &mut MetricRegistry, id: u32) -> Result<u64, Status> {
         match id & KIND_MASK {
-            0 | 1 => {
-                let (kind, name) = self.lookup(id).ok_or(Status::NotFound)?;
-                match registry.value_mut(*kind, name) {
-                    MetricValue::Counter(v) => Ok(*v),
-                    MetricValue::Gauge(v) => Ok(*v as u64),
-                    MetricValue::Histogram(_) => Err(Status::BadArgument),
-                }
-            }
+            0 | 1 => match self.lookup(registry, id).ok_or(Status::NotFound)? {
+                MetricValue::Counter(v) => Ok(*v),
+                MetricValue::Gauge(v) => Ok(*v as u64),
+                MetricValue::Histogram(_) => Err(Status::BadArgument),
+            },
             _ => Err(Status::BadArgument),
         }
     }

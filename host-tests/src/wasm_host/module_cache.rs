@@ -20,6 +20,10 @@ pub(crate) fn engine() -> Result<&'static Engine> {
         .get_or_init(|| {
             let mut config = Config::new();
             config.cranelift_opt_level(wasmtime::OptLevel::None);
+            // `perf record` can name the compiled wasm functions (see docs/benchmarks.md).
+            if std::env::var_os("WASM_HOST_PERFMAP").is_some() {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
             Engine::new(&config).map_err(|e| format!("{e:?}"))
         })
         .as_ref()
