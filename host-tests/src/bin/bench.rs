@@ -1,12 +1,14 @@
 //! `bench`: what llm-pulse costs, measured (`scripts/bench` builds and runs it; see
 //! `docs/benchmarks.md`). Two parts:
 //!
-//! - `envoy`: three Envoys on this machine, (a) without a wasm filter, (b) with the no-op
-//!   proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse, all behind one `gpu-sim`
+//! - `envoy`: four Envoys on this machine, (a) without a wasm filter, (b) with the no-op
+//!   proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse, (d) with the same module as
+//!   (b) in its "floor" mode (copies each response chunk into the VM and records one histogram
+//!   sample per SSE event: the host calls any per-token meter must make), all behind one `gpu-sim`
 //!   process with zero artificial delay, loaded in turn (interleaved, order rotated per round)
 //!   by `h2load` at fixed concurrency. Per run: requests/s, tokens/s, latency p50/p99 (from
 //!   h2load's per-request log), and Envoy CPU seconds per 1,000 requests (utime+stime deltas
-//!   of `/proc/<pid>/stat`). Medians over rounds; ratios c/a and c/b.
+//!   of `/proc/<pid>/stat`). Medians over rounds; ratios c/a and c/b, CPU c−b and d−b.
 //! - `micro`: the real `.wasm` files in the wasmtime harness (`host_tests::wasm_host`): time
 //!   per SSE event, per request and per 100 KiB request body, llm-pulse minus the no-op filter
 //!   on the same harness calls (so the harness's own cost cancels out), and wasm memory per
@@ -127,15 +129,17 @@ enum Setup {
     A,
     B,
     C,
+    D,
 }
 
 impl Setup {
-    const ALL: [Setup; 3] = [Setup::A, Setup::B, Setup::C];
+    const ALL: [Setup; 4] = [Setup::A, Setup::B, Setup::C, Setup::D];
     fn label(self) -> &'static str {
         match self {
             Setup::A => "(a) no wasm",
             Setup::B => "(b) no-op wasm",
             Setup::C => "(c) llm-pulse",
+            Setup::D => "(d) host-call floor",
         }
     }
     fn key(self) -> &'static str {
@@ -143,6 +147,7 @@ impl Setup {
             Setup::A => "a",
             Setup::B => "b",
             Setup::C => "c",
+            Setup::D => "d",
         }
     }
 }
@@ -225,7 +230,10 @@ fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
         let opts = EnvoyOptions {
             concurrency: 1,
             with_filter: setup != Setup::A,
-            wasm_override: (setup == Setup::B).then(|| args.noop_wasm.clone()),
+            // (b) and (d) are the same module: no-op, or the floor of per-token metering
+            // (bench/noop-filter/src/lib.rs says what that does).
+            wasm_override: matches!(setup, Setup::B | Setup::D).then(|| args.noop_wasm.clone()),
+            plugin_config: if setup == Setup::D { "\"floor\"" } else { "{}" }.to_string(),
             stats_flush: Duration::from_secs(5),
             log_level: "warn".to_string(),
             ..EnvoyOptions::new(sim.addr)
@@ -389,15 +397,17 @@ fn print_table(rows: &[Row], args: &Args, pin: bool) {
             r.cpu
         ));
     }
-    out.push_str("\n| case | throughput c/a | throughput c/b | p99 c−a µs | p99 c−b µs | CPU c/a | CPU c/b | CPU c−b µs/req |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str("\n| case | throughput c/a | throughput c/b | p99 c−a µs | p99 c−b µs | CPU c/a | CPU c/b | CPU c−b µs/req | CPU d−b µs/req |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     let mut names: Vec<&str> = rows.iter().map(|r| r.case).collect();
     names.dedup();
     for name in names {
         let get = |s: Setup| rows.iter().find(|r| r.case == name && r.setup == s);
-        if let (Some(a), Some(b), Some(c)) = (get(Setup::A), get(Setup::B), get(Setup::C)) {
+        if let (Some(a), Some(b), Some(c), Some(d)) =
+            (get(Setup::A), get(Setup::B), get(Setup::C), get(Setup::D))
+        {
             out.push_str(&format!(
-                "| {} | {:.1} % | {:.1} % | {:+.0} | {:+.0} | {:.3} | {:.3} | {:+.1} |\n",
+                "| {} | {:.1} % | {:.1} % | {:+.0} | {:+.0} | {:.3} | {:.3} | {:+.1} | {:+.1} |\n",
                 name,
                 100.0 * c.rps / a.rps,
                 100.0 * c.rps / b.rps,
@@ -406,6 +416,7 @@ fn print_table(rows: &[Row], args: &Args, pin: bool) {
                 c.cpu / a.cpu,
                 c.cpu / b.cpu,
                 (c.cpu - b.cpu) * 1000.0,
+                (d.cpu - b.cpu) * 1000.0,
             ));
         }
     }
@@ -758,8 +769,8 @@ mod micro {
         per_100k: Vec<f64>,
     }
 
-    fn measure(wasm: &Path, tokens: u32, reps: usize) -> Result<Figures> {
-        let mut host = HostBuilder::new(wasm).plugin_config("{}").start()?;
+    fn measure(wasm: &Path, config: &str, tokens: u32, reps: usize) -> Result<Figures> {
+        let mut host = HostBuilder::new(wasm).plugin_config(config).start()?;
         let events: Vec<Vec<u8>> = (0..tokens).map(token_event).collect();
         let big = prompt_body(100 * 1024);
         // Warm-up: metric ids defined, code paths compiled and cached.
@@ -781,43 +792,38 @@ mod micro {
     pub fn run(noop: &Path, tokens: u32) -> Result<serde_json::Value> {
         let pulse = host_tests::wasm_host::llm_pulse_wasm_path();
         eprintln!(
-            "bench: microbenchmark: {} vs {} in the wasmtime harness",
+            "bench: microbenchmark: {} vs {} (no-op and floor modes) in the wasmtime harness",
             pulse.display(),
             noop.display()
         );
-        // Alternate the two modules in blocks so drift hits both.
-        let (mut p, mut n) = (Figures::default(), Figures::default());
+        // Alternate the modules in blocks so drift hits all of them.
+        let (mut p, mut f, mut n) = (Figures::default(), Figures::default(), Figures::default());
         for _ in 0..5 {
-            for (wasm, into) in [(noop, &mut n), (pulse.as_path(), &mut p)] {
-                let f = measure(wasm, tokens, 20)?;
-                into.per_event_1.extend(f.per_event_1);
-                into.per_event_16.extend(f.per_event_16);
-                into.per_request.extend(f.per_request);
-                into.per_100k.extend(f.per_100k);
+            for (wasm, config, into) in [
+                (noop, "{}", &mut n),
+                (noop, "\"floor\"", &mut f),
+                (pulse.as_path(), "{}", &mut p),
+            ] {
+                let m = measure(wasm, config, tokens, 20)?;
+                into.per_event_1.extend(m.per_event_1);
+                into.per_event_16.extend(m.per_event_16);
+                into.per_request.extend(m.per_request);
+                into.per_100k.extend(m.per_100k);
             }
         }
         let us = |v: &[f64]| median(v.iter().copied()) * 1e6;
+        let row = |name: &'static str, get: &dyn Fn(&Figures) -> &Vec<f64>| {
+            (name, us(get(&p)), us(get(&f)), us(get(&n)))
+        };
         let rows = [
-            (
-                "per SSE event, 1 event per body callback",
-                us(&p.per_event_1),
-                us(&n.per_event_1),
-            ),
-            (
-                "per SSE event, 16 events per body callback",
-                us(&p.per_event_16),
-                us(&n.per_event_16),
-            ),
-            (
-                "per request, without its token events",
-                us(&p.per_request),
-                us(&n.per_request),
-            ),
-            (
-                "100 KiB request body (16 KiB chunks)",
-                us(&p.per_100k),
-                us(&n.per_100k),
-            ),
+            row("per SSE event, 1 event per body callback", &|x| {
+                &x.per_event_1
+            }),
+            row("per SSE event, 16 events per body callback", &|x| {
+                &x.per_event_16
+            }),
+            row("per request, without its token events", &|x| &x.per_request),
+            row("100 KiB request body (16 KiB chunks)", &|x| &x.per_100k),
         ];
         let mem_p = memory_per_stream(&pulse, 4096)?;
         let mem_n = memory_per_stream(noop, 4096)?;
@@ -825,23 +831,25 @@ mod micro {
 
         let mut out = String::new();
         out.push_str(
-            "\nMicrobenchmark (wasmtime harness, medians; llm-pulse minus the no-op filter on the same calls)\n\n",
+            "\nMicrobenchmark (wasmtime harness, medians of the same calls on each module; the floor \
+             copies each response chunk in, reads the clock and records one sample per event)\n\n",
         );
-        out.push_str("| work | llm-pulse µs | no-op µs | llm-pulse − no-op µs |\n");
-        out.push_str("| --- | ---: | ---: | ---: |\n");
+        out.push_str("| work | llm-pulse µs | floor µs | no-op µs | llm-pulse − no-op µs | llm-pulse − floor µs |\n");
+        out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
         let mut json = serde_json::Map::new();
-        for (name, pv, nv) in rows {
+        for (name, pv, fv, nv) in rows {
             out.push_str(&format!(
-                "| {name} | {pv:.3} | {nv:.3} | {:.3} |\n",
-                pv - nv
+                "| {name} | {pv:.3} | {fv:.3} | {nv:.3} | {:.3} | {:.3} |\n",
+                pv - nv,
+                pv - fv
             ));
             json.insert(
                 name.into(),
-                serde_json::json!({"llm_pulse_us": pv, "noop_us": nv, "delta_us": pv - nv}),
+                serde_json::json!({"llm_pulse_us": pv, "floor_us": fv, "noop_us": nv, "delta_us": pv - nv, "over_floor_us": pv - fv}),
             );
         }
         out.push_str(&format!(
-            "| VM memory per open stream (bytes, 4096 streams, 1 in 16 with a 100 KiB prompt) | {mem_p:.0} | {mem_n:.0} | {:.0} |\n",
+            "| VM memory per open stream (bytes, 4096 streams, 1 in 16 with a 100 KiB prompt) | {mem_p:.0} | | {mem_n:.0} | {:.0} | |\n",
             mem_p - mem_n
         ));
         out.push_str(&format!(
