@@ -28,21 +28,11 @@ fn word(chunk: &[u8]) -> u64 {
 #[inline]
 pub fn find2(s: &[u8], a: u8, b: u8) -> Option<usize> {
     let (sa, sb) = (splat(a), splat(b));
-    let mut chunks = s.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let w = word(chunk);
-        let hits = zero_bytes(w ^ sa) | zero_bytes(w ^ sb);
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == a || c == b)
-        .map(|p| at + p)
+    find_by(
+        s,
+        |w| zero_bytes(w ^ sa) | zero_bytes(w ^ sb),
+        |c| c == a || c == b,
+    )
 }
 
 /// Index of the first `"`, `{`, `}`, `[` or `]` in `s`: what matters inside a skipped value.
@@ -50,21 +40,33 @@ pub fn find2(s: &[u8], a: u8, b: u8) -> Option<usize> {
 pub fn find_structural(s: &[u8]) -> Option<usize> {
     // `[` and `]` are `{` and `}` without bit 0x20, and no other byte ORs to those two.
     let (quote, open, close, case) = (splat(b'"'), splat(b'{'), splat(b'}'), splat(0x20));
+    find_by(
+        s,
+        |w| {
+            let folded = w | case;
+            zero_bytes(w ^ quote) | zero_bytes(folded ^ open) | zero_bytes(folded ^ close)
+        },
+        is_structural,
+    )
+}
+
+/// The first hit in `s`: `hits` marks the high bit of each hit byte of an 8-byte word (its
+/// lowest set bit must be a true hit), `is_hit` judges the bytes of the last partial word.
+#[inline(always)]
+fn find_by(s: &[u8], hits: impl Fn(u64) -> u64, is_hit: impl Fn(u8) -> bool) -> Option<usize> {
     let mut chunks = s.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
-        let w = word(chunk);
-        let folded = w | case;
-        let hits = zero_bytes(w ^ quote) | zero_bytes(folded ^ open) | zero_bytes(folded ^ close);
-        if hits != 0 {
-            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        let h = hits(word(chunk));
+        if h != 0 {
+            return Some(at + (h.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
     chunks
         .remainder()
         .iter()
-        .position(|&c| is_structural(c))
+        .position(|&c| is_hit(c))
         .map(|p| at + p)
 }
 

@@ -247,25 +247,7 @@ impl JsonScanner {
                     1
                 }
                 State::Number => self.number_run(rest, v),
-                State::Literal => {
-                    let want = self.literal.get(self.literal_pos..).unwrap_or_default();
-                    let n = want.len().min(rest.len());
-                    if rest.get(..n) != want.get(..n) {
-                        self.state = State::Error;
-                        return;
-                    }
-                    self.literal_pos += n;
-                    if self.literal_pos == self.literal.len() {
-                        let value = match self.literal.first() {
-                            Some(b't') => Scalar::Bool(true),
-                            Some(b'f') => Scalar::Bool(false),
-                            _ => Scalar::Null,
-                        };
-                        self.emit(v, value);
-                        self.value_done();
-                    }
-                    n
-                }
+                State::Literal => self.literal_run(rest, v),
                 _ if is_ws(b) => 1,
                 State::Value => self.start_value(rest, v),
                 State::ArrayFirst => {
@@ -362,6 +344,27 @@ impl JsonScanner {
         p + 1
     }
 
+    /// As much of `true`, `false` or `null` as `rest` holds (the whole of it, usually).
+    fn literal_run<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
+        let want = self.literal.get(self.literal_pos..).unwrap_or_default();
+        let n = want.len().min(rest.len());
+        if rest.get(..n) != want.get(..n) {
+            self.state = State::Error;
+            return rest.len();
+        }
+        self.literal_pos += n;
+        if self.literal_pos == self.literal.len() {
+            let value = match self.literal.first() {
+                Some(b't') => Scalar::Bool(true),
+                Some(b'f') => Scalar::Bool(false),
+                _ => Scalar::Null,
+            };
+            self.emit(v, value);
+            self.value_done();
+        }
+        n
+    }
+
     /// Digits (and the rest of a number's grammar) up to, not including, the terminator.
     fn number_run<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
         for (i, &b) in rest.iter().enumerate() {
@@ -390,55 +393,48 @@ impl JsonScanner {
     /// A key starts at `rest[0]` (`"`). Whole in this chunk and without escapes (the usual
     /// case), it goes to the visitor straight from the input; otherwise byte by byte.
     fn key<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
-        let body = rest.get(1..).unwrap_or_default();
-        if let Some(p) = find2(body, b'"', b'\\') {
-            if body.get(p) == Some(&b'"') {
-                let key = body.get(..p).unwrap_or_default();
-                let parent = self.top_slot();
-                self.value_slot = if parent == IGNORE || key.len() > CAPTURE_CAP {
-                    IGNORE
-                } else {
-                    v.child(parent, key)
-                };
-                self.state = State::Colon;
-                // `:value` straight after the key (compact JSON) needs no trip through `feed`.
-                return match body.get(p + 1..) {
-                    Some([b':', value @ ..]) if value.first().is_some_and(|&c| !is_ws(c)) => {
-                        self.state = State::Value;
-                        p + 3 + self.start_value(value, v)
-                    }
-                    _ => p + 2,
-                };
+        let Some(key) = closed_string(rest) else {
+            self.start_string(true, v);
+            return 1;
+        };
+        let parent = self.top_slot();
+        self.value_slot = if parent == IGNORE || key.len() > CAPTURE_CAP {
+            IGNORE
+        } else {
+            v.child(parent, key)
+        };
+        self.state = State::Colon;
+        let used = key.len() + 2;
+        // `:value` straight after the key (compact JSON) needs no trip through `feed`.
+        match rest.get(used..) {
+            Some([b':', value @ ..]) if value.first().is_some_and(|&c| !is_ws(c)) => {
+                self.state = State::Value;
+                used + 1 + self.start_value(value, v)
             }
+            _ => used,
         }
-        self.start_string(true, v);
-        1
     }
 
     /// A string value starts at `rest[0]` (`"`); like [`Self::key`].
     fn string_value<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
-        let body = rest.get(1..).unwrap_or_default();
-        if let Some(p) = find2(body, b'"', b'\\') {
-            if body.get(p) == Some(&b'"') {
-                if self.value_slot != IGNORE {
-                    let text = body.get(..p).unwrap_or_default();
-                    let cap = v.capture_len(self.value_slot).min(CAPTURE_CAP);
-                    let take = text.len().min(cap);
-                    v.scalar(
-                        self.value_slot,
-                        Scalar::Str {
-                            text: text.get(..take).unwrap_or_default(),
-                            truncated: take < text.len() && cap > 0,
-                            empty: text.is_empty(),
-                        },
-                    );
-                }
-                self.value_done();
-                return p + 2;
-            }
+        let Some(text) = closed_string(rest) else {
+            self.start_string(false, v);
+            return 1;
+        };
+        if self.value_slot != IGNORE {
+            let cap = v.capture_len(self.value_slot).min(CAPTURE_CAP);
+            let take = text.len().min(cap);
+            v.scalar(
+                self.value_slot,
+                Scalar::Str {
+                    text: text.get(..take).unwrap_or_default(),
+                    truncated: take < text.len() && cap > 0,
+                    empty: text.is_empty(),
+                },
+            );
         }
-        self.start_string(false, v);
-        1
+        self.value_done();
+        text.len() + 2
     }
 
     fn top_is_object(&self) -> bool {
@@ -492,20 +488,14 @@ impl JsonScanner {
                 1 + self.number_run(rest.get(1..).unwrap_or_default(), v)
             }
             b't' | b'f' | b'n' => {
-                let (literal, value): (&'static [u8], _) = match b {
-                    b't' => (b"true", Scalar::Bool(true)),
-                    b'f' => (b"false", Scalar::Bool(false)),
-                    _ => (b"null", Scalar::Null),
+                self.literal = match b {
+                    b't' => b"true",
+                    b'f' => b"false",
+                    _ => b"null",
                 };
-                if rest.starts_with(literal) {
-                    self.emit(v, value);
-                    self.value_done();
-                    return literal.len();
-                }
-                self.literal = literal;
-                self.literal_pos = 1;
+                self.literal_pos = 0;
                 self.state = State::Literal;
-                1
+                self.literal_run(rest, v)
             }
             _ => {
                 self.state = State::Error;
@@ -604,6 +594,16 @@ impl JsonScanner {
             State::AfterValue
         };
     }
+}
+
+/// The text of the string opening at `rest[0]` when `rest` holds all of it and it has no
+/// escapes: the usual case, which needs no copy and no byte-by-byte state.
+fn closed_string(rest: &[u8]) -> Option<&[u8]> {
+    let body = rest.get(1..)?;
+    let end = find2(body, b'"', b'\\')?;
+    (body.get(end) == Some(&b'"'))
+        .then(|| body.get(..end))
+        .flatten()
 }
 
 fn is_ws(b: u8) -> bool {
