@@ -153,7 +153,8 @@ impl MetricRegistry {
 /// One VM's metric ids.
 #[derive(Debug)]
 pub(crate) struct MetricIds {
-    by_id: HashMap<u32, (MetricKind, usize)>,
+    /// Registry slot of each id (the kind is in the id's low bits).
+    by_id: HashMap<u32, usize>,
     by_name: HashMap<(MetricKind, String), u32>,
     next: [u32; 3],
 }
@@ -186,15 +187,14 @@ impl MetricIds {
         let slot = kind as usize;
         self.next[slot] = self.next[slot].wrapping_add(ID_INCREMENT);
         let id = self.next[slot];
-        self.by_id.insert(id, (kind, value_slot));
+        self.by_id.insert(id, value_slot);
         self.by_name.insert((kind, name.to_string()), id);
         Ok(id)
     }
 
     /// The registry value behind `id`.
     fn lookup<'r>(&self, registry: &'r mut MetricRegistry, id: u32) -> Option<&'r mut MetricValue> {
-        let (_, slot) = self.by_id.get(&id)?;
-        registry.value_mut(*slot)
+        registry.value_mut(*self.by_id.get(&id)?)
     }
 
     pub(crate) fn increment(
