@@ -4,10 +4,11 @@
 //! Host calls go through `hostcalls` with errors handled, never through the SDK's trait
 //! helpers, which `unwrap()` (a panic would take the whole VM down).
 
-use crate::health::prober::Prober;
-use crate::health::report;
-use crate::host::{Host, ProxyWasmHost};
-use crate::meter::{ResponseHead, StreamMeter, VmMeter};
+use crate::host::ProxyWasmHost;
+use llm_pulse_core::health::prober::Prober;
+use llm_pulse_core::health::report;
+use llm_pulse_core::host::Host;
+use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -19,6 +20,8 @@ pub struct HealthEndpoint {
     pub prober: RefCell<Prober>,
     pub path: String,
     pub live_path: String,
+    /// Whether `/health` shows each target's cluster, worker address and last error.
+    pub details: bool,
     pub started_ns: u64,
 }
 
@@ -30,7 +33,7 @@ impl HealthEndpoint {
         let uptime = host.now_ns().saturating_sub(self.started_ns) / 1_000_000_000;
         if path == self.path.as_bytes() {
             let prober = self.prober.try_borrow().ok()?;
-            Some(report::health(&prober.views(&host), uptime))
+            Some(report::health(&prober.views(&host), uptime, self.details))
         } else if path == self.live_path.as_bytes() {
             Some(report::live(uptime))
         } else {

@@ -1,11 +1,13 @@
 //! The proxy-wasm `RootContext`: validates the plugin config, hands each HTTP stream a filter
 //! sharing this VM's metrics, and drives the health prober (ticks, call responses).
 
-use crate::config::{Config, PREFIX_ENV_VAR};
-use crate::health::prober::Prober;
-use crate::host::{Host, ProxyWasmHost};
+use crate::host::ProxyWasmHost;
 use crate::http_filter::{HealthEndpoint, HttpFilter};
-use crate::meter::VmMeter;
+use crate::VERSION_LINE;
+use llm_pulse_core::config::{Config, PREFIX_ENV_VAR};
+use llm_pulse_core::health::prober::Prober;
+use llm_pulse_core::host::Host;
+use llm_pulse_core::meter::VmMeter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -85,7 +87,7 @@ impl RootContext for Root {
             }
         };
         log::info!(
-            "llm-pulse: configured, metrics prefix {:?}, max_models {}, {} health target(s)",
+            "{VERSION_LINE} configured: prefix={}, max_models={}, targets={}",
             config.metrics_prefix,
             config.max_models,
             config.health.as_ref().map_or(0, |h| h.targets.len())
@@ -108,6 +110,7 @@ impl RootContext for Root {
                 prober: RefCell::new(prober),
                 path: h.path,
                 live_path: h.live_path,
+                details: h.details,
                 started_ns: now,
             })
         });

@@ -5,7 +5,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use llm_pulse::config::Config;
+use llm_pulse_core::config::Config;
 use std::collections::HashSet;
 
 #[derive(Arbitrary, Debug)]

@@ -8,8 +8,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use llm_pulse::config::Config;
-use llm_pulse::meter::{ResponseHead, StreamMeter, VmMeter};
+use llm_pulse_core::config::Config;
+use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
 use llm_pulse_fuzz::{parse_stat_name, FuzzHost};
 use std::collections::BTreeSet;
 

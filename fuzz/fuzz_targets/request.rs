@@ -5,8 +5,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use llm_pulse::labels::MAX_LABEL_LEN;
-use llm_pulse::protocol::request::{RequestFacts, RequestScanner};
+use llm_pulse_core::labels::MAX_LABEL_LEN;
+use llm_pulse_core::protocol::request::{RequestFacts, RequestScanner};
 use llm_pulse_fuzz::split;
 
 #[derive(Arbitrary, Debug)]

@@ -5,8 +5,8 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use llm_pulse::protocol::response::{SseResponse, Summary};
-use llm_pulse::protocol::sse::{SseFramer, SseSink};
+use llm_pulse_core::protocol::response::{SseResponse, Summary};
+use llm_pulse_core::protocol::sse::{SseFramer, SseSink};
 use llm_pulse_fuzz::split;
 
 #[derive(Arbitrary, Debug)]

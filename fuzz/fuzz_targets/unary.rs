@@ -5,7 +5,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use llm_pulse::protocol::response::{JsonResponse, SseResponse, Summary};
+use llm_pulse_core::protocol::response::{JsonResponse, SseResponse, Summary};
 use llm_pulse_fuzz::split;
 
 #[derive(Arbitrary, Debug)]

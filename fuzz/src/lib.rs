@@ -1,7 +1,7 @@
 //! Helpers shared by the fuzz targets: a tiny in-memory [`Host`] (the filter's own `FakeHost`
 //! is `#[cfg(test)]`), chunk splitting, and the metric-name invariants.
 
-use llm_pulse::host::{Host, HostError, MetricKind};
+use llm_pulse_core::host::{Host, HostError, MetricKind};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 

@@ -10,40 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The repository root (this crate lives in `host-tests/`).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-/// The Envoy binary: `$ENVOY_BIN`, as `scripts/test` and `scripts/run` set it.
-pub fn envoy_bin() -> anyhow::Result<PathBuf> {
-    match std::env::var_os("ENVOY_BIN") {
-        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
-        _ => bail!(
-            "ENVOY_BIN is not set: run the tests with scripts/test (it finds or installs Envoy), \
-             or set ENVOY_BIN to an Envoy binary with the V8 wasm runtime"
-        ),
-    }
-}
-
-/// The filter as Envoy loads it: `$LLM_PULSE_WASM`, else the release build in `target/`.
-pub fn wasm_path() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os("LLM_PULSE_WASM") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => repo_root().join("target/wasm32-wasip1/release/llm_pulse.wasm"),
-    };
-    if !path.is_file() {
-        bail!(
-            "{} is missing: run scripts/test, or build it with \
-             `cargo build --release --target wasm32-wasip1 -p llm-pulse`",
-            path.display()
-        );
-    }
-    Ok(path)
-}
+pub use crate::artifacts::{envoy_bin, repo_root, wasm_path};
 
 /// Replaces every `${NAME}` in `template`; a placeholder left unfilled is an error.
 pub fn render(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String> {

@@ -1,7 +1,8 @@
-//! Test harnesses for llm-pulse.
+//! llm-pulse's test harnesses: the simulated GPU worker (`sim`, also the `gpu-sim` binary),
+//! the Envoy harness (`envoy`), Prometheus text parsing (`prom`), and where the tests find
+//! Envoy and the built `.wasm` (`artifacts`). The tests themselves are in `tests/suite/`.
 
+pub mod artifacts;
 pub mod envoy;
 pub mod prom;
 pub mod sim;
-#[cfg(feature = "wasm-host")]
-pub mod wasm_host;

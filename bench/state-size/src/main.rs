@@ -3,9 +3,9 @@
 //! the VM by `bench` (wasm memory per open stream).
 
 use llm_pulse::http_filter::HttpFilter;
-use llm_pulse::meter::StreamMeter;
-use llm_pulse::protocol::request::RequestScanner;
-use llm_pulse::protocol::response::{JsonResponse, SseResponse};
+use llm_pulse_core::meter::StreamMeter;
+use llm_pulse_core::protocol::request::RequestScanner;
+use llm_pulse_core::protocol::response::{JsonResponse, SseResponse};
 use std::mem::size_of;
 
 fn main() {

@@ -1,0 +1,380 @@
+//! The `health` section of the plugin config (DESIGN §4, §5), validated with field paths.
+
+use super::duration::parse_duration_ms;
+use super::ConfigError;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Vllm,
+    Sglang,
+    Trtllm,
+    Openai,
+}
+
+impl Backend {
+    /// The config name, as the config and `/health` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Vllm => "vllm",
+            Backend::Sglang => "sglang",
+            Backend::Trtllm => "trtllm",
+            Backend::Openai => "openai",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    /// Probe only after `interval` without a successful real response (Dynamo's canary).
+    Canary,
+    /// Probe every `interval`.
+    Always,
+}
+
+/// Which requests the `/health` and `/live` answers are served to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Serve {
+    /// Every request with the path, whatever its `:authority` (the default: in a sidecar the
+    /// listener's one application is the worker, whose `/health` the probe result replaces).
+    All,
+    /// Not served: the paths pass to the worker; probes and their metrics still run.
+    Off,
+    /// Only requests for this `:authority` (compared without case; without a port in the
+    /// config, any port matches): a gateway keeps every application's own `/health`.
+    Authority(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetConfig {
+    pub name: String,
+    pub cluster: String,
+    /// `:authority` of the probe (default: the cluster name).
+    pub authority: Option<String>,
+    /// One worker `ip:port`, reached through an ORIGINAL_DST cluster.
+    pub host: Option<String>,
+    pub backend: Backend,
+    pub model: Option<String>,
+    /// A replacement request body (JSON), sent as is.
+    pub payload: Option<String>,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub mode: ProbeMode,
+    pub bos_token_id: u64,
+    pub use_text_input: bool,
+    /// The prefill-only variant for disaggregated prefill workers.
+    pub prefill: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub path: String,
+    pub live_path: String,
+    pub serve: Serve,
+    /// Whether `/health` shows internals: each target's cluster, worker address and error text.
+    pub details: bool,
+    /// Probe and model-list answers longer than this are a failure, not read.
+    pub max_answer_bytes: usize,
+    pub targets: Vec<TargetConfig>,
+}
+
+pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
+pub const DEFAULT_TIMEOUT_MS: u64 = 3_000;
+/// Dynamo falls back to 1 when the tokenizer has no BOS token.
+pub const DEFAULT_BOS_TOKEN_ID: u64 = 1;
+const MIN_INTERVAL_MS: u64 = 100;
+const MAX_TARGETS: usize = 256;
+
+/// Probe answers are judged in at most this many bytes by default: a one-token completion is
+/// well under 2 KiB, a model list of a few dozen models under 16 KiB.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
+const MAX_MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The `health` object as written, before validation.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    path: Option<String>,
+    live_path: Option<String>,
+    serve: Option<String>,
+    details: Option<bool>,
+    max_answer_bytes: Option<usize>,
+    #[serde(default)]
+    targets: Vec<RawTarget>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    name: String,
+    cluster: String,
+    authority: Option<String>,
+    host: Option<String>,
+    backend: Backend,
+    model: Option<String>,
+    payload: Option<serde_json::Value>,
+    interval: Option<String>,
+    timeout: Option<String>,
+    healthy_threshold: Option<u32>,
+    unhealthy_threshold: Option<u32>,
+    mode: Option<ProbeMode>,
+    bos_token_id: Option<u64>,
+    use_text_input: Option<bool>,
+    prefill: Option<bool>,
+}
+
+impl HealthConfig {
+    pub fn validate(raw: RawHealth) -> Result<HealthConfig, ConfigError> {
+        let path = endpoint_path("health.path", raw.path, "/health")?;
+        let live_path = endpoint_path("health.live_path", raw.live_path, "/live")?;
+        if path == live_path {
+            return Err(ConfigError::new(
+                "health.live_path",
+                format!("must differ from health.path ({path})"),
+            ));
+        }
+        let serve = match raw.serve.as_deref() {
+            None | Some("all") => Serve::All,
+            Some("off") => Serve::Off,
+            Some(a) if valid_authority(a) => Serve::Authority(a.to_ascii_lowercase()),
+            Some(a) => {
+                return Err(ConfigError::new(
+                    "health.serve",
+                    format!("{a:?} is not \"all\", \"off\" or an authority (host or host:port)"),
+                ))
+            }
+        };
+        let max_answer_bytes = raw.max_answer_bytes.unwrap_or(DEFAULT_MAX_ANSWER_BYTES);
+        if !(1024..=MAX_MAX_ANSWER_BYTES).contains(&max_answer_bytes) {
+            return Err(ConfigError::new(
+                "health.max_answer_bytes",
+                format!("must be between 1024 and {MAX_MAX_ANSWER_BYTES}, got {max_answer_bytes}"),
+            ));
+        }
+        // With no target, /health would say ready about nothing and hide the worker's own.
+        if raw.targets.is_empty() {
+            return Err(ConfigError::new(
+                "health.targets",
+                "must list at least one target (leave `health` out to probe nothing)",
+            ));
+        }
+        if raw.targets.len() > MAX_TARGETS {
+            return Err(ConfigError::new(
+                "health.targets",
+                format!("at most {MAX_TARGETS} targets, got {}", raw.targets.len()),
+            ));
+        }
+        let mut targets: Vec<TargetConfig> = Vec::with_capacity(raw.targets.len());
+        for (i, t) in raw.targets.into_iter().enumerate() {
+            let target = validate_target(i, t)?;
+            if targets.iter().any(|o| o.name == target.name) {
+                return Err(ConfigError::new(
+                    &format!("health.targets[{i}].name"),
+                    format!("duplicate target name {:?}", target.name),
+                ));
+            }
+            targets.push(target);
+        }
+        Ok(HealthConfig {
+            path,
+            live_path,
+            serve,
+            details: raw.details.unwrap_or(false),
+            max_answer_bytes,
+            targets,
+        })
+    }
+}
+
+/// A host name or address, with an optional port: no scheme, path, spaces or userinfo.
+fn valid_authority(a: &str) -> bool {
+    !a.is_empty()
+        && a.len() <= 255
+        && a.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']')
+        })
+}
+
+fn endpoint_path(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let p = value.unwrap_or_else(|| default.to_string());
+    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+        return Err(ConfigError::new(
+            field,
+            format!("{p:?} must be a path starting with / (no query)"),
+        ));
+    }
+    Ok(p)
+}
+
+fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> {
+    let field = |name: &str| format!("health.targets[{i}].{name}");
+    let err = |name: &str, reason: String| ConfigError::new(&field(name), reason);
+    let RawTarget {
+        name,
+        cluster,
+        authority,
+        host,
+        backend,
+        model,
+        payload,
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+        mode,
+        bos_token_id,
+        use_text_input,
+        prefill,
+    } = t;
+
+    let name_ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'));
+    if !name_ok {
+        return Err(err(
+            "name",
+            format!("{name:?} must be 1-64 characters of [A-Za-z0-9_.:-]"),
+        ));
+    }
+    if cluster.is_empty() {
+        return Err(err("cluster", "must not be empty".into()));
+    }
+    if let Some(h) = &host {
+        if h.parse::<SocketAddr>().is_err() {
+            return Err(err("host", format!("{h:?} is not an ip:port")));
+        }
+    }
+    if let Some(a) = &authority {
+        if a.is_empty() || a.contains(char::is_whitespace) {
+            return Err(err("authority", format!("{a:?} is not a valid authority")));
+        }
+    }
+    if model.as_deref() == Some("") {
+        return Err(err(
+            "model",
+            "must not be empty (leave it out to discover it)".into(),
+        ));
+    }
+    let payload = match payload {
+        None => None,
+        // serde_json's map keeps keys sorted: the body is sent with its keys in order.
+        Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
+        Some(_) => return Err(err("payload", "must be a JSON object".into())),
+    };
+    let interval_ms = match &interval {
+        None => DEFAULT_INTERVAL_MS,
+        Some(s) => parse_duration_ms(s).map_err(|r| err("interval", r))?,
+    };
+    let timeout_ms = match &timeout {
+        None => DEFAULT_TIMEOUT_MS.min(interval_ms),
+        Some(s) => parse_duration_ms(s).map_err(|r| err("timeout", r))?,
+    };
+    if interval_ms < MIN_INTERVAL_MS {
+        return Err(err(
+            "interval",
+            format!("must be at least {MIN_INTERVAL_MS}ms, got {interval_ms}ms"),
+        ));
+    }
+    if timeout_ms == 0 || timeout_ms > interval_ms {
+        return Err(err(
+            "timeout",
+            format!("must be more than 0 and at most the interval ({interval_ms}ms), got {timeout_ms}ms"),
+        ));
+    }
+    let threshold = |name: &str, v: Option<u32>, default: u32| match v.unwrap_or(default) {
+        n @ 1..=100 => Ok(n),
+        n => Err(err(name, format!("must be between 1 and 100, got {n}"))),
+    };
+    let healthy_threshold = threshold("healthy_threshold", healthy_threshold, 1)?;
+    let unhealthy_threshold = threshold("unhealthy_threshold", unhealthy_threshold, 2)?;
+    let prefill = prefill.unwrap_or(false);
+    if prefill && backend == Backend::Openai {
+        return Err(err(
+            "prefill",
+            "the openai backend has no prefill-only request; use vllm, sglang or trtllm".into(),
+        ));
+    }
+    Ok(TargetConfig {
+        name,
+        cluster,
+        authority,
+        host,
+        backend,
+        model,
+        payload,
+        interval_ms,
+        timeout_ms,
+        healthy_threshold,
+        unhealthy_threshold,
+        mode: mode.unwrap_or(ProbeMode::Canary),
+        bos_token_id: bos_token_id.unwrap_or(DEFAULT_BOS_TOKEN_ID),
+        use_text_input: use_text_input.unwrap_or(false),
+        prefill,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::parse(json.as_bytes(), None)
+    }
+
+    #[test]
+    fn defaults() {
+        let c =
+            parse(r#"{"health":{"targets":[{"name":"w0","cluster":"workers","backend":"vllm"}]}}"#)
+                .unwrap();
+        let h = c.health.unwrap();
+        assert_eq!(
+            (h.path.as_str(), h.live_path.as_str()),
+            ("/health", "/live")
+        );
+        let t = &h.targets[0];
+        assert_eq!((t.interval_ms, t.timeout_ms), (10_000, 3_000));
+        assert_eq!((t.healthy_threshold, t.unhealthy_threshold), (1, 2));
+        assert_eq!(t.mode, ProbeMode::Canary);
+        assert_eq!(t.bos_token_id, 1);
+        assert!(!t.use_text_input && !t.prefill);
+        assert_eq!(parse("{}").unwrap().health, None);
+    }
+
+    #[test]
+    fn every_error_names_its_field() {
+        let t = r#""name":"w0","cluster":"c","backend":"vllm""#;
+        let cases: Vec<(String, &str, &str)> = vec![
+            (format!(r#"{{"health":{{"targets":[{{{t},"interval":"10"}}]}}}}"#), "health.targets[0].interval", "needs a unit"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"interval":"50ms"}}]}}}}"#), "health.targets[0].interval", "at least"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"interval":"1s","timeout":"2s"}}]}}}}"#), "health.targets[0].timeout", "at most the interval"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"healthy_threshold":0}}]}}}}"#), "health.targets[0].healthy_threshold", "between 1 and 100"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"unhealthy_threshold":101}}]}}}}"#), "health.targets[0].unhealthy_threshold", "between 1 and 100"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"host":"worker-1"}}]}}}}"#), "health.targets[0].host", "ip:port"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"payload":[1]}}]}}}}"#), "health.targets[0].payload", "JSON object"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"model":""}}]}}}}"#), "health.targets[0].model", "must not be empty"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"mode":"sometimes"}}]}}}}"#), "health.targets[0].mode", "unknown variant"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"colour":1}}]}}}}"#), "health.targets[0].colour", "unknown field `colour`"),
+            (format!(r#"{{"health":{{"targets":[{{{t}}},{{{t}}}]}}}}"#), "health.targets[1].name", "duplicate"),
+            (r#"{"health":{"targets":[{"name":"w 0","cluster":"c","backend":"vllm"}]}}"#.into(), "health.targets[0].name", "[A-Za-z0-9_.:-]"),
+            (r#"{"health":{"targets":[{"name":"w","cluster":"","backend":"vllm"}]}}"#.into(), "health.targets[0].cluster", "must not be empty"),
+            (r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"tgi"}]}}"#.into(), "health.targets[0].backend", "unknown variant"),
+            (r#"{"health":{"targets":[{"name":"w","backend":"vllm"}]}}"#.into(), "health.targets[0]", "missing field `cluster`"),
+            (r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"openai","prefill":true}]}}"#.into(), "health.targets[0].prefill", "no prefill-only"),
+            (r#"{"health":{"path":"health"}}"#.into(), "health.path", "starting with /"),
+            (r#"{"health":{"path":"/x","live_path":"/x"}}"#.into(), "health.live_path", "must differ"),
+        ];
+        for (json, field, reason) in cases {
+            let e = parse(&json).unwrap_err();
+            assert_eq!(e.field, field, "{json}: {e}");
+            assert!(e.reason.contains(reason), "{json}: {e}");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The metric-contract table (llm-pulse-cases), natively: `StreamMeter` on a `FakeHost`, driven as
+//! the filter's `http_filter.rs` does. The same table runs on the built `.wasm` in host-tests.
+
+use crate::config::Config;
+use crate::host::fake::FakeHost;
+use crate::host::MetricKind;
+use crate::meter::{ResponseHead, StreamMeter, VmMeter};
+use llm_pulse_cases::*;
+
+/// What the case left behind: metrics (non-zero or with samples), properties.
+fn run(case: &Case) -> Expect {
+    let host = FakeHost::default();
+    host.clock_ns.set(1_735_689_600 * 1_000_000_000);
+    let mut vm = VmMeter::new(&Config::parse(b"{}", None).unwrap());
+    let mut s = StreamMeter::start(&host, case.path.as_bytes(), false);
+    s.on_request_body(&mut vm, &host, &case.request_body, case.request_ends);
+    let mut status = 0;
+    if let Some(r) = &case.response {
+        host.advance_us(r.after_us);
+        status = r.status;
+        let head = ResponseHead {
+            status: r.status,
+            content_type: r.content_type.as_bytes(),
+            content_encoding: b"",
+        };
+        s.on_response_headers(&mut vm, &host, head, false);
+        for c in &r.chunks {
+            host.advance_us(c.after_us);
+            s.on_response_body(&mut vm, &host, &c.bytes, false);
+        }
+        if r.ends {
+            s.on_response_body(&mut vm, &host, b"", true);
+        }
+    }
+    host.advance_us(case.end.after_us);
+    s.on_log(&mut vm, &host, status, case.end.flags, case.end.details);
+    assert_eq!(host.value(INFLIGHT), 0, "{}: inflight", case.name);
+
+    let mut samples: Vec<Sample> = host
+        .names
+        .borrow()
+        .iter()
+        .filter_map(|(kind, name)| match kind {
+            MetricKind::Counter => {
+                let v = host.value(name);
+                (v != 0).then(|| Sample::Counter(name.clone(), v as u64))
+            }
+            MetricKind::Gauge => {
+                let v = host.value(name);
+                (v != 0).then(|| Sample::Gauge(name.clone(), v))
+            }
+            MetricKind::Histogram => {
+                let v = host.samples(name);
+                (!v.is_empty()).then(|| Sample::Histogram(name.clone(), v))
+            }
+        })
+        .collect();
+    samples.sort();
+    let properties = host
+        .properties
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    Expect {
+        samples,
+        properties,
+    }
+}
+
+#[test]
+fn the_table_natively() {
+    let cases = all();
+    assert!(cases.len() > 300, "{} cases", cases.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        failures.extend(check(case, &run(case)));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn bad_configs_natively() {
+    for c in bad_configs() {
+        let e = Config::parse(c.json.as_bytes(), c.env_prefix).unwrap_err();
+        assert_eq!(e.field, c.field, "{}: {e}", c.json);
+        assert!(e.reason.contains(c.reason), "{}: {e}", c.json);
+    }
+}
+
+#[test]
+fn probe_payloads_natively() {
+    for (backend, extra, path, body) in probe_payloads() {
+        let json = format!(
+            r#"{{"health":{{"targets":[{{"name":"t","cluster":"c","backend":"{backend}","model":"m"{extra}}}]}}}}"#
+        );
+        let c = Config::parse(json.as_bytes(), None).unwrap();
+        let t = c.health.unwrap().targets.remove(0);
+        let r = crate::health::payload::probe_request(&t, None);
+        assert_eq!((r.method, r.path), ("POST", path), "{backend}{extra}");
+        assert_eq!(r.body.as_deref(), Some(body), "{backend}{extra}");
+    }
+}
+
+#[test]
+fn names_are_unique() {
+    let cases = all();
+    let mut names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), cases.len());
+}

@@ -1,0 +1,232 @@
+//! The smallest real inference each backend accepts (one output token, greedy, a one-token
+//! prompt), and what counts as a successful answer. As Dynamo's health checks: temperature 0,
+//! `max_tokens` 1, `ignore_eos` false, the BOS token id as the prompt (or the text "Test").
+
+use crate::config::health::{Backend, TargetConfig};
+use serde_json::{json, Map, Value};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRequest {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub body: Option<String>,
+}
+
+/// Where a model list comes from when a target names no model.
+pub const MODELS_PATH: &str = "/v1/models";
+
+/// SGLang's warm-up of a disaggregated prefill server uses this bootstrap host: the server
+/// prefills and hands the KV cache to nobody, instead of waiting for a decode peer.
+const SGLANG_FAKE_BOOTSTRAP_HOST: &str = "2.2.2.2";
+
+/// Whether a probe of `t` needs a model name it does not have (then `GET /v1/models` first).
+pub fn needs_model(t: &TargetConfig) -> bool {
+    t.payload.is_none() && t.model.is_none() && t.backend != Backend::Sglang
+}
+
+pub fn models_request() -> ProbeRequest {
+    ProbeRequest {
+        method: "GET",
+        path: MODELS_PATH,
+        body: None,
+    }
+}
+
+/// The first model id of an OpenAI `/v1/models` answer.
+pub fn parse_models(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let id = v.get("data")?.as_array()?.first()?.get("id")?.as_str()?;
+    (!id.is_empty()).then(|| id.to_string())
+}
+
+pub fn probe_request(t: &TargetConfig, model: Option<&str>) -> ProbeRequest {
+    let path = match t.backend {
+        Backend::Vllm | Backend::Trtllm => "/v1/completions",
+        Backend::Sglang => "/generate",
+        Backend::Openai => "/v1/chat/completions",
+    };
+    let body = match &t.payload {
+        Some(custom) => custom.clone(),
+        None => builtin_body(t, model.or(t.model.as_deref())),
+    };
+    ProbeRequest {
+        method: "POST",
+        path,
+        body: Some(body),
+    }
+}
+
+/// The built-in probe body (keys sorted, as serde_json's map writes them).
+fn builtin_body(t: &TargetConfig, model: Option<&str>) -> String {
+    let prompt = if t.use_text_input {
+        json!("Test")
+    } else {
+        json!([t.bos_token_id])
+    };
+    let mut body = Map::new();
+    let mut set = |key: &str, value: Value| {
+        body.insert(key.to_string(), value);
+    };
+    match t.backend {
+        Backend::Vllm | Backend::Trtllm => {
+            if t.backend == Backend::Vllm {
+                set("ignore_eos", json!(false));
+            }
+            set("max_tokens", json!(1));
+            set("model", json!(model));
+            set("prompt", prompt);
+            set("stream", json!(false));
+            set("temperature", json!(0));
+            match (t.prefill, t.backend) {
+                // What vLLM's P/D proxy sends a prefill worker (NixlConnector): prefill, keep
+                // the KV cache for a remote decode.
+                (true, Backend::Vllm) => set(
+                    "kv_transfer_params",
+                    json!({
+                        "do_remote_decode": true,
+                        "do_remote_prefill": false,
+                        "remote_block_ids": null,
+                        "remote_engine_id": null,
+                        "remote_host": null,
+                        "remote_port": null,
+                    }),
+                ),
+                (true, _) => set(
+                    "disaggregated_params",
+                    json!({"request_type": "context_only"}),
+                ),
+                (false, _) => {}
+            }
+        }
+        Backend::Sglang => {
+            set(
+                "sampling_params",
+                json!({"ignore_eos": false, "max_new_tokens": 1, "temperature": 0}),
+            );
+            set("stream", json!(false));
+            set(
+                if t.use_text_input {
+                    "text"
+                } else {
+                    "input_ids"
+                },
+                prompt,
+            );
+            if t.prefill {
+                // SGLang's warm-up of a prefill server: no decode peer waits for the KV cache.
+                set("bootstrap_host", json!(SGLANG_FAKE_BOOTSTRAP_HOST));
+                set("bootstrap_room", json!(0));
+            }
+        }
+        Backend::Openai => {
+            set("max_tokens", json!(1));
+            set("messages", json!([{"content": "Test", "role": "user"}]));
+            set("model", json!(model));
+            set("stream", json!(false));
+            set("temperature", json!(0));
+        }
+    }
+    Value::Object(body).to_string()
+}
+
+/// A probe succeeds on a 2xx whose body parses as the backend's completion.
+pub fn check_answer(backend: Backend, status: u32, body: &[u8]) -> Result<(), String> {
+    if !(200..300).contains(&status) {
+        let snippet = String::from_utf8_lossy(body.get(..body.len().min(120)).unwrap_or_default())
+            .replace(['\n', '\r'], " ");
+        return Err(format!("status {status}: {snippet}"));
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|_| "answer is not JSON".to_string())?;
+    let ok = match backend {
+        Backend::Vllm | Backend::Trtllm | Backend::Openai => v
+            .get("choices")
+            .and_then(Value::as_array)
+            .is_some_and(|c| !c.is_empty()),
+        // SGLang answers one object, or a list for batched input.
+        Backend::Sglang => match &v {
+            Value::Array(items) => items.first().is_some_and(|i| i.get("text").is_some()),
+            other => other.get("text").and_then(Value::as_str).is_some(),
+        },
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(match backend {
+            Backend::Sglang => "answer has no generated text".to_string(),
+            _ => "answer has no choices".to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn target(extra: &str, backend: &str) -> TargetConfig {
+        let json = format!(
+            r#"{{"health":{{"targets":[{{"name":"t","cluster":"c","backend":"{backend}"{extra}}}]}}}}"#
+        );
+        let c = Config::parse(json.as_bytes(), None).unwrap();
+        c.health.unwrap().targets.remove(0)
+    }
+
+    // The exact payload of every backend is in the shared case table (llm-pulse-cases
+    // `probe_payloads`), run natively and on the .wasm.
+
+    #[test]
+    fn configured_model_and_custom_payload() {
+        let t = target(r#","model":"llama""#, "vllm");
+        assert!(!needs_model(&t));
+        assert!(probe_request(&t, None)
+            .body
+            .unwrap()
+            .contains(r#""model":"llama""#));
+        let t = target(r#","payload":{"prompt":"hi","max_tokens":1}"#, "vllm");
+        assert!(!needs_model(&t));
+        assert_eq!(
+            probe_request(&t, None).body.as_deref(),
+            Some(r#"{"max_tokens":1,"prompt":"hi"}"#)
+        );
+        assert!(needs_model(&target("", "vllm")));
+        assert!(!needs_model(&target("", "sglang")));
+    }
+
+    #[test]
+    fn model_discovery() {
+        let body = br#"{"object":"list","data":[{"id":"meta-llama/Llama-3.1-8B","object":"model"},{"id":"x"}]}"#;
+        assert_eq!(
+            parse_models(body).as_deref(),
+            Some("meta-llama/Llama-3.1-8B")
+        );
+        assert_eq!(parse_models(br#"{"data":[]}"#), None);
+        assert_eq!(parse_models(b"nope"), None);
+    }
+
+    #[test]
+    fn answers() {
+        let completion =
+            br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"x"}]}"#;
+        assert_eq!(check_answer(Backend::Vllm, 200, completion), Ok(()));
+        assert!(check_answer(Backend::Vllm, 500, b"{\"object\":\"error\"}")
+            .unwrap_err()
+            .starts_with("status 500"));
+        assert_eq!(
+            check_answer(Backend::Vllm, 200, b"{\"choices\":[]}"),
+            Err("answer has no choices".into())
+        );
+        assert_eq!(
+            check_answer(Backend::Openai, 200, b"<html>"),
+            Err("answer is not JSON".into())
+        );
+        assert_eq!(
+            check_answer(Backend::Sglang, 200, br#"{"text":"x","meta_info":{}}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check_answer(Backend::Sglang, 200, br#"[{"text":"x"}]"#),
+            Ok(())
+        );
+        assert!(check_answer(Backend::Sglang, 200, br#"{"choices":[1]}"#).is_err());
+    }
+}

