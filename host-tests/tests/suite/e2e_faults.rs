@@ -197,7 +197,10 @@ fn target(
 }
 
 fn health_config(targets: &[String]) -> String {
-    format!(r#"{{"health":{{"targets":[{}]}}}}"#, targets.join(","))
+    format!(
+        r#"{{"health":{{"details":true,"targets":[{}]}}}}"#,
+        targets.join(",")
+    )
 }
 
 #[test]

@@ -36,7 +36,10 @@ fn target(name: &str, extra: &str) -> String {
 
 fn envoy(worker: std::net::SocketAddr, targets: &[String], concurrency: u32) -> Envoy {
     Envoy::start(&EnvoyOptions {
-        plugin_config: format!(r#"{{"health":{{"targets":[{}]}}}}"#, targets.join(",")),
+        plugin_config: format!(
+            r#"{{"health":{{"details":true,"targets":[{}]}}}}"#,
+            targets.join(",")
+        ),
         concurrency,
         ..EnvoyOptions::new(worker)
     })

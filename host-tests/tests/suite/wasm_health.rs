@@ -13,7 +13,7 @@ use wasm_host::{Callout, Host, TIMEOUT_BODY};
 const COMPLETION: &[u8] = br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"x","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
 
 fn config(targets: &str) -> String {
-    format!(r#"{{"health":{{"targets":[{targets}]}}}}"#)
+    format!(r#"{{"health":{{"details":true,"targets":[{targets}]}}}}"#)
 }
 
 fn target(name: &str, extra: &str) -> String {
