@@ -80,3 +80,34 @@ ensure_prometheus() {
         || die "the prometheus package is installed, but prometheus/promtool are not on PATH"
     log "Prometheus: $(prometheus --version 2>&1 | head -1)"
 }
+
+# Commands from Debian packages, for scripts/package and its test: ensure_debian_cmds CMD:PACKAGE...
+# installs, as root, the package of each command that is missing (e.g. skopeo:skopeo
+# umoci:umoci docker-registry:docker-registry). A policy-rc.d answering 101 keeps a package's
+# service (docker-registry has one) from starting: the tests run what they need on loopback.
+ensure_debian_cmds() {
+    local pair missing=()
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    command -v apt-get >/dev/null \
+        || die "not found: ${missing[*]}; no apt-get here: install them and put them on PATH"
+    [ "$(id -u)" = 0 ] \
+        || die "not found: ${missing[*]}; install as root with 'apt-get install ${missing[*]}' (Debian)"
+    log "installing ${missing[*]} (Debian packages)"
+    local policy=/usr/sbin/policy-rc.d made_policy="" ok=1
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    fi
+    if ! DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
+        || ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2; then
+        ok=""
+    fi
+    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
+    [ -n "$ok" ] || die "apt-get install ${missing[*]} failed"
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null \
+            || die "package ${pair#*:} is installed, but ${pair%%:*} is not on PATH"
+    done
+}

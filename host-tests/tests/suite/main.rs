@@ -9,6 +9,7 @@ mod e2e_health;
 mod e2e_hostile;
 mod e2e_istio;
 mod e2e_metrics;
+mod e2e_package;
 mod e2e_passthrough;
 mod e2e_prometheus;
 mod sim_api;
