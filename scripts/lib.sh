@@ -60,24 +60,7 @@ ensure_prometheus() {
     if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
         return 0
     fi
-    command -v apt-get >/dev/null \
-        || die "prometheus/promtool not found and no apt-get: install Prometheus 2.x and put prometheus and promtool on PATH"
-    [ "$(id -u)" = 0 ] \
-        || die "prometheus/promtool not found: install them as root with 'apt-get install prometheus' (Debian), or put them on PATH"
-    log "installing prometheus and promtool (Debian package prometheus)"
-    # A policy-rc.d answering 101 stops the package's postinst from starting the service.
-    local policy=/usr/sbin/policy-rc.d made_policy="" ok=1
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
-    fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 \
-        || ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >&2; then
-        ok=""
-    fi
-    if [ -n "$made_policy" ]; then rm -f "$policy"; fi
-    [ -n "$ok" ] || die "apt-get install prometheus failed"
-    command -v promtool >/dev/null && command -v prometheus >/dev/null \
-        || die "the prometheus package is installed, but prometheus/promtool are not on PATH"
+    ensure_debian_cmds prometheus:prometheus promtool:prometheus
     log "Prometheus: $(prometheus --version 2>&1 | head -1)"
 }
 

@@ -214,24 +214,7 @@ fn endpoint_path(field: &str, value: Option<String>, default: &str) -> Result<St
 fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> {
     let field = |name: &str| format!("health.targets[{i}].{name}");
     let err = |name: &str, reason: String| ConfigError::new(&field(name), reason);
-    let RawTarget {
-        name,
-        cluster,
-        authority,
-        host,
-        backend,
-        model,
-        payload,
-        interval,
-        timeout,
-        healthy_threshold,
-        unhealthy_threshold,
-        mode,
-        bos_token_id,
-        use_text_input,
-        prefill,
-    } = t;
-
+    let name = &t.name;
     let name_ok = !name.is_empty()
         && name.len() <= 64
         && name
@@ -243,36 +226,36 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
             format!("{name:?} must be 1-64 characters of [A-Za-z0-9_.:-]"),
         ));
     }
-    if cluster.is_empty() {
+    if t.cluster.is_empty() {
         return Err(err("cluster", "must not be empty".into()));
     }
-    if let Some(h) = &host {
+    if let Some(h) = &t.host {
         if h.parse::<SocketAddr>().is_err() {
             return Err(err("host", format!("{h:?} is not an ip:port")));
         }
     }
-    if let Some(a) = &authority {
+    if let Some(a) = &t.authority {
         if a.is_empty() || a.contains(char::is_whitespace) {
             return Err(err("authority", format!("{a:?} is not a valid authority")));
         }
     }
-    if model.as_deref() == Some("") {
+    if t.model.as_deref() == Some("") {
         return Err(err(
             "model",
             "must not be empty (leave it out to discover it)".into(),
         ));
     }
-    let payload = match payload {
+    let payload = match t.payload {
         None => None,
         // serde_json's map keeps keys sorted: the body is sent with its keys in order.
         Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
         Some(_) => return Err(err("payload", "must be a JSON object".into())),
     };
-    let interval_ms = match &interval {
+    let interval_ms = match &t.interval {
         None => DEFAULT_INTERVAL_MS,
         Some(s) => parse_duration_ms(s).map_err(|r| err("interval", r))?,
     };
-    let timeout_ms = match &timeout {
+    let timeout_ms = match &t.timeout {
         None => DEFAULT_TIMEOUT_MS.min(interval_ms),
         Some(s) => parse_duration_ms(s).map_err(|r| err("timeout", r))?,
     };
@@ -292,30 +275,30 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
         n @ 1..=100 => Ok(n),
         n => Err(err(name, format!("must be between 1 and 100, got {n}"))),
     };
-    let healthy_threshold = threshold("healthy_threshold", healthy_threshold, 1)?;
-    let unhealthy_threshold = threshold("unhealthy_threshold", unhealthy_threshold, 2)?;
-    let prefill = prefill.unwrap_or(false);
-    if prefill && backend == Backend::Openai {
+    let healthy_threshold = threshold("healthy_threshold", t.healthy_threshold, 1)?;
+    let unhealthy_threshold = threshold("unhealthy_threshold", t.unhealthy_threshold, 2)?;
+    let prefill = t.prefill.unwrap_or(false);
+    if prefill && t.backend == Backend::Openai {
         return Err(err(
             "prefill",
             "the openai backend has no prefill-only request; use vllm, sglang or trtllm".into(),
         ));
     }
     Ok(TargetConfig {
-        name,
-        cluster,
-        authority,
-        host,
-        backend,
-        model,
+        name: t.name,
+        cluster: t.cluster,
+        authority: t.authority,
+        host: t.host,
+        backend: t.backend,
+        model: t.model,
         payload,
         interval_ms,
         timeout_ms,
         healthy_threshold,
         unhealthy_threshold,
-        mode: mode.unwrap_or(ProbeMode::Canary),
-        bos_token_id: bos_token_id.unwrap_or(DEFAULT_BOS_TOKEN_ID),
-        use_text_input: use_text_input.unwrap_or(false),
+        mode: t.mode.unwrap_or(ProbeMode::Canary),
+        bos_token_id: t.bos_token_id.unwrap_or(DEFAULT_BOS_TOKEN_ID),
+        use_text_input: t.use_text_input.unwrap_or(false),
         prefill,
     })
 }

@@ -20,6 +20,7 @@
 //! Self-contained on purpose: std, serde_json, serde_yaml (for the examples) and anyhow only.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use host_tests::artifacts::repo_root;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -39,13 +40,6 @@ const REPOSITORY: &str = "llm-pulse";
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers: paths, temporary directories, commands, processes, ports, HTTP.
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("repo root")
-}
 
 /// A directory removed on drop.
 struct TempDir(PathBuf);
