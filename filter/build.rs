@@ -1,7 +1,7 @@
 //! Records the git commit the filter is built from, for the version line it logs at VM start
 //! (`LLM_PULSE_COMMIT` overrides it, e.g. when building from a source archive).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
@@ -18,17 +18,21 @@ fn main() {
         .or_else(|| git(&["rev-parse", "--short=7", "HEAD"]))
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=LLM_PULSE_COMMIT={commit}");
-    // Rebuild when HEAD moves: the HEAD file, the branch it names, and packed refs. Only
-    // paths that exist (a missing one would rebuild every time).
-    if let Some(git_dir) = git(&["rev-parse", "--git-dir"]) {
-        let git_dir = Path::new(&git_dir);
-        let mut watch = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
-        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watch.push(git_dir.join(branch));
-        }
-        for path in watch.iter().filter(|p| p.exists()) {
-            println!("cargo:rerun-if-changed={}", path.display());
-        }
+    // Rebuild when HEAD moves: the HEAD file, the branch it names, and packed refs. Paths come
+    // from `git rev-parse --git-path`, which resolves them in a linked worktree too (its HEAD
+    // is in .git/worktrees/<name>/, its branches in the main .git/). Only paths that exist (a
+    // missing one would rebuild every time).
+    let mut watch = vec!["HEAD".to_string(), "packed-refs".to_string()];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watch.push(branch);
+    }
+    for path in watch
+        .iter()
+        .filter_map(|p| git(&["rev-parse", "--git-path", p]))
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+    {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
     println!("cargo:rerun-if-changed=build.rs");
 }

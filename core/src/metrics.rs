@@ -261,6 +261,24 @@ impl Metrics {
     }
 }
 
+/// `P_build_info{version, commit}`, set to 1 as Prometheus exporters do: which build of the
+/// filter runs, joinable on its labels. Defined once per VM at configure; every VM sets the
+/// same gauge to the same 1, so `--concurrency` does not change it. A refused definition is
+/// logged and otherwise ignored (the version line in Envoy's log still says it).
+pub fn publish_build_info(host: &dyn Host, prefix: &str, version: &str, commit: &str) {
+    let version = sanitize_label_value(version.as_bytes());
+    let commit = sanitize_label_value(commit.as_bytes());
+    let name = encode_stat_name(
+        prefix,
+        "build_info",
+        &[("version", &version), ("commit", &commit)],
+    );
+    match host.define_metric(MetricKind::Gauge, &name) {
+        Ok(id) => host.record_metric(id, 1),
+        Err(e) => host.log_warn(&format!("llm-pulse: cannot define metric {name}: {e}")),
+    }
+}
+
 /// `P_name.label=.=value;.;label=.=value;.;` — the encoding Istio's `extraStatTags` and our
 /// `stats_tags` regexes `(label=\.=(.*?);\.;)` take apart. Values must be sanitized.
 pub fn encode_stat_name(prefix: &str, suffix: &str, labels: &[(&str, &str)]) -> String {
@@ -313,6 +331,25 @@ mod tests {
             ),
             "llm_time_to_first_token_microseconds.model=.=qwen/Qwen3-8B;.;"
         );
+    }
+
+    #[test]
+    fn build_info_is_a_gauge_at_one_with_version_and_commit() {
+        let host = FakeHost::default();
+        publish_build_info(&host, "llm", "0.1.0", "abc1234");
+        let name = "llm_build_info.version=.=0.1.0;.;commit=.=abc1234;.;";
+        assert_eq!(
+            host.names.borrow().as_slice(),
+            &[(MetricKind::Gauge, name.to_string())]
+        );
+        assert_eq!(host.samples(name), vec![1]);
+        // A hostile commit string (a source archive's LLM_PULSE_COMMIT) cannot forge labels.
+        publish_build_info(&host, "p", "1", "x;.;model=.=y");
+        assert!(host
+            .names
+            .borrow()
+            .iter()
+            .any(|(_, n)| n == "p_build_info.version=.=1;.;commit=.=x_._model_._y;.;"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use llm_pulse_core::config::{Config, PREFIX_ENV_VAR};
 use llm_pulse_core::health::prober::Prober;
 use llm_pulse_core::host::Host;
 use llm_pulse_core::meter::VmMeter;
+use llm_pulse_core::metrics::publish_build_info;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, MapType};
@@ -91,6 +92,12 @@ impl RootContext for Root {
             config.metrics_prefix,
             config.max_models,
             config.health.as_ref().map_or(0, |h| h.targets.len())
+        );
+        publish_build_info(
+            &ProxyWasmHost,
+            &config.metrics_prefix,
+            env!("CARGO_PKG_VERSION"),
+            env!("LLM_PULSE_COMMIT"),
         );
         self.vm = Some(Rc::new(RefCell::new(VmMeter::new(&config))));
         self.health = config.health.map(|h| {

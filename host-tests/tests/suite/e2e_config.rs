@@ -88,3 +88,80 @@ fn prefix_from_environment_and_from_config() {
         assert_eq!(scrape.sum("llm_requests_total", &[]), 0.0);
     }
 }
+
+/// The filter crate's version, from filter/Cargo.toml (this crate's own may differ).
+fn filter_version() -> String {
+    let toml = std::fs::read_to_string(envoy::repo_root().join("filter/Cargo.toml")).unwrap();
+    toml.lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("version in filter/Cargo.toml")
+        .to_string()
+}
+
+/// The commit the .wasm should carry: `$LLM_PULSE_COMMIT` if set (as filter/build.rs), else
+/// `git rev-parse --short=7 HEAD`; `None` outside a git checkout.
+fn expected_commit() -> Option<String> {
+    if let Some(c) = std::env::var("LLM_PULSE_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+    {
+        return Some(c);
+    }
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=7", "HEAD"])
+        .current_dir(envoy::repo_root())
+        .output()
+        .ok()?;
+    let c = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !c.is_empty()).then_some(c)
+}
+
+#[test]
+fn the_version_line_and_build_info_name_the_build() {
+    let version = filter_version();
+    let sim = sim::spawn(SimConfig::default()).unwrap();
+    let envoy = Envoy::start(&EnvoyOptions {
+        plugin_config: r#"{"max_models":8,"health":{"targets":[
+            {"name":"a","cluster":"workers","backend":"vllm","model":"sim-model"},
+            {"name":"b","cluster":"workers","backend":"vllm","model":"sim-model"}]}}"#
+            .replace('\n', ""),
+        ..EnvoyOptions::new(sim.addr)
+    })
+    .unwrap();
+    let log = envoy.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(") configured: prefix="))
+        .unwrap_or_else(|| panic!("no version line in Envoy's log:\n{log}"));
+    let scrape = envoy.prometheus().unwrap();
+    let info: Vec<_> = scrape.find("llm_build_info", &[]).collect();
+    assert_eq!(info.len(), 1, "{:?}", scrape.names());
+    let commit = info[0].labels["commit"].clone();
+    assert_eq!(info[0].labels["version"], version, "{:?}", info[0]);
+    assert_eq!(info[0].value, 1.0);
+    assert_eq!(info[0].labels.len(), 2, "{:?}", info[0]);
+    assert!(
+        line.ends_with(&format!(
+            "llm-pulse {version} ({commit}) configured: prefix=llm, max_models=8, targets=2"
+        )),
+        "{line}"
+    );
+    println!("{line}");
+    println!(
+        "{}",
+        envoy
+            .admin_get("/stats/prometheus")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("llm_build_info"))
+            .unwrap()
+    );
+    if let Some(want) = expected_commit() {
+        assert_eq!(
+            commit, want,
+            "the .wasm was built from another commit than HEAD: \
+             cargo build --release --target wasm32-wasip1 -p llm-pulse"
+        );
+    }
+}

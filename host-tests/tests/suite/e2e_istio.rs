@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every label of DESIGN §3.
-const LABELS: [&str; 7] = [
+/// Every label of DESIGN §3, and `llm_build_info`'s.
+const LABELS: [&str; 9] = [
     "model",
     "endpoint",
     "request_type",
@@ -27,6 +27,8 @@ const LABELS: [&str; 7] = [
     "error_type",
     "target",
     "result",
+    "version",
+    "commit",
 ];
 
 fn example(name: &str) -> PathBuf {
@@ -445,6 +447,25 @@ fn run_in_envoy(name: &str, stats: &IstioStats, filter: Value, added: &[Value]) 
     assert_eq!(
         le, stats.buckets["wasmcustom.llm_time_to_first_token_microseconds"],
         "{name}: TTFT buckets"
+    );
+    // Which build runs: `llm_build_info{version,commit} 1`, both labels lifted.
+    let info: Vec<_> = scrape.find("llm_build_info", &[]).collect();
+    assert_eq!(info.len(), 1, "{name}: {:?}", scrape.names());
+    assert_eq!(
+        info[0].labels.keys().collect::<Vec<_>>(),
+        ["commit", "version"],
+        "{name}: {:?}",
+        info[0]
+    );
+    assert_eq!(info[0].value, 1.0, "{name}");
+    assert!(
+        envoy.log().contains(&format!(
+            "llm-pulse {} ({}) configured: ",
+            info[0].labels["version"], info[0].labels["commit"]
+        )),
+        "{name}: build_info {:?} differs from the version line:\n{}",
+        info[0],
+        envoy.log()
     );
     // The health gauge carries its `target` label (probes go out on the interval).
     let targets: Vec<&str> = plugin["health"]["targets"]

@@ -105,6 +105,7 @@ fn grafana_to_promql(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
         .replace("$model", ".*")
         .replace("$target", ".*")
+        .replace("$gpu_host", ".*")
 }
 
 #[test]
@@ -151,7 +152,7 @@ fn the_dashboard_has_the_panels_units_and_variables() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    for v in ["datasource", "model", "target"] {
+    for v in ["datasource", "model", "target", "gpu_host"] {
         assert!(vars.contains(&v), "variable {v} in {vars:?}");
     }
     let panels: Vec<&Value> = d["panels"]
@@ -173,14 +174,26 @@ fn the_dashboard_has_the_panels_units_and_variables() {
         if exprs.iter().any(|e| e.contains("_microseconds")) {
             assert_eq!(p["fieldConfig"]["defaults"]["unit"], "µs", "{}", p["title"]);
         }
-        // Filtered by the model or target variable.
+        // Filtered by the model, target or GPU host variable; the build panel counts Envoys
+        // per build, whatever they serve.
         assert!(
-            exprs
-                .iter()
-                .all(|e| e.contains("model=~\"$model\"") || e.contains("target=~\"$target\"")),
+            exprs.iter().all(|e| e.contains("model=~\"$model\"")
+                || e.contains("target=~\"$target\"")
+                || e.contains("Hostname=~\"$gpu_host\"")
+                || *e == "count by (version, commit) (llm_build_info)"),
             "{}: {exprs:?}",
             p["title"]
         );
+        // The GPU row reads dcgm-exporter's own metric names.
+        if exprs.iter().any(|e| e.contains("DCGM_")) {
+            for e in &exprs {
+                for name in e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if name.starts_with("DCGM_") {
+                        assert!(DCGM_METRICS.contains(&name), "{}: {name}", p["title"]);
+                    }
+                }
+            }
+        }
     }
     let titles: Vec<&str> = panels
         .iter()
@@ -197,6 +210,10 @@ fn the_dashboard_has_the_panels_units_and_variables() {
         "In-flight requests",
         "Health status per target",
         "Probe latency p50 / p95 / p99",
+        "llm-pulse build",
+        "GPU utilization",
+        "GPU memory used / free",
+        "GPU power draw",
     ] {
         assert!(titles.contains(&want), "panel {want:?} in {titles:?}");
     }
@@ -211,6 +228,133 @@ fn the_dashboard_has_the_panels_units_and_variables() {
             .filter(|e| e.starts_with(&format!("histogram_quantile({q},")))
             .count();
         assert_eq!(n, 2, "p{q} of TTFT and ITL");
+    }
+}
+
+/// The dcgm-exporter fields the dashboard's GPU row reads (etc/default-counters.csv of
+/// NVIDIA/dcgm-exporter: all in its default set).
+const DCGM_METRICS: [&str; 4] = [
+    "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_FB_FREE",
+    "DCGM_FI_DEV_POWER_USAGE",
+];
+
+/// What dcgm-exporter (3.x/4.x) serves on :9400/metrics for two GPUs of one node: its
+/// template writes `gpu`, `UUID`, `pci_bus_id`, `device`, `modelName`, `Hostname`, then the
+/// Kubernetes pod labels when it maps GPUs to pods; gauges, with HELP and TYPE from its
+/// counters CSV. Values move with `n` so a scrape is never identical to the last.
+fn dcgm_text(n: u64) -> String {
+    let gpus = [
+        (
+            "0",
+            "GPU-7b3f1a2c-9d41-4e5f-8a6b-1c2d3e4f5a6b",
+            "00000000:3B:00.0",
+        ),
+        (
+            "1",
+            "GPU-a2c89f31-5b7e-4c8d-9e0f-a1b2c3d4e5f6",
+            "00000000:86:00.0",
+        ),
+    ];
+    let fields = [
+        (
+            "DCGM_FI_DEV_GPU_UTIL",
+            "GPU utilization (in %).",
+            80 + n % 10,
+            "",
+        ),
+        (
+            "DCGM_FI_DEV_FB_FREE",
+            "Framebuffer memory free (in MiB).",
+            4_211,
+            "",
+        ),
+        (
+            "DCGM_FI_DEV_FB_USED",
+            "Framebuffer memory used (in MiB).",
+            76_706,
+            "",
+        ),
+        (
+            "DCGM_FI_DEV_POWER_USAGE",
+            "Power draw (in W).",
+            300 + n % 7,
+            ".118000",
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value, frac) in fields {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (gpu, uuid, bus) in gpus {
+            out.push_str(&format!(
+                "{name}{{gpu=\"{gpu}\",UUID=\"{uuid}\",pci_bus_id=\"{bus}\",device=\"nvidia{gpu}\",\
+                 modelName=\"NVIDIA H100 80GB HBM3\",Hostname=\"gpu-node-1\",container=\"vllm\",\
+                 namespace=\"llm\",pod=\"vllm-0\"}} {value}{frac}\n"
+            ));
+        }
+    }
+    out
+}
+
+/// A stand-in for dcgm-exporter on a free loopback port: answers every GET with
+/// [`dcgm_text`]. Stopped (and its thread joined) on drop, so a failing test leaves nothing.
+struct DcgmExporter {
+    addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DcgmExporter {
+    fn start() -> DcgmExporter {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut scrapes = 0u64;
+            while !stopping.load(Ordering::SeqCst) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                scrapes += 1;
+                let body = dcgm_text(scrapes);
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        DcgmExporter {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DcgmExporter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -446,6 +590,16 @@ fn prometheus_evaluates_every_dashboard_and_alert_expression_on_live_traffic() {
     assert_eq!(job["metrics_path"], "/stats/prometheus");
     job["static_configs"][0]["targets"] = serde_json::json!([envoy.admin.to_string()]);
     let job_name = job["job_name"].as_str().unwrap().to_string();
+    // The GPUs: the shipped dcgm-exporter job, pointed at a server speaking its format.
+    let dcgm = DcgmExporter::start();
+    let gpu_job = config["scrape_configs"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|j| j["job_name"] == "dcgm-exporter")
+        .expect("a dcgm-exporter job in prometheus.yml");
+    assert_eq!(gpu_job["metrics_path"], "/metrics");
+    gpu_job["static_configs"][0]["targets"] = serde_json::json!([dcgm.addr.to_string()]);
     let config_path = dir.join("prometheus.yml");
     std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
     assert_ok(
@@ -481,13 +635,17 @@ fn prometheus_evaluates_every_dashboard_and_alert_expression_on_live_traffic() {
             .query(r#"sum(llm_health_checks_total{target="gpu-hung",result="timeout"})"#)
             .map(|d| values(&d).first().copied().unwrap_or(0.0))
             .unwrap_or(0.0);
-        if total >= sent as f64 && timeouts >= 5.0 {
+        let gpus = prom
+            .query("count(DCGM_FI_DEV_POWER_USAGE)")
+            .map(|d| values(&d).first().copied().unwrap_or(0.0))
+            .unwrap_or(0.0);
+        if total >= sent as f64 && timeouts >= 5.0 && gpus == 2.0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "Prometheus has {total} of {sent} requests and {timeouts} probe timeouts; \
-             Envoy's /stats/prometheus:\n{}",
+            "Prometheus has {total} of {sent} requests, {timeouts} probe timeouts, {gpus} \
+             GPUs; Envoy's /stats/prometheus:\n{}",
             envoy.admin_get("/stats/prometheus").unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -592,6 +750,33 @@ fn prometheus_evaluates_every_dashboard_and_alert_expression_on_live_traffic() {
             .is_some_and(|a| a.iter().any(|a| a["labels"]["target"] == "gpu-hung")),
         "LLMTargetUnhealthy pending or firing for gpu-hung: {unhealthy}"
     );
+    // The GPU row shows both GPUs of the node, by the labels dcgm-exporter writes.
+    for (panel, expr) in queries.iter().filter(|(_, e)| e.contains("DCGM_")) {
+        let data = prom.query(&grafana_to_promql(expr)).unwrap();
+        let series = data["result"].as_array().unwrap();
+        assert_eq!(series.len(), 2, "{panel}: {data}");
+        for s in series {
+            assert_eq!(s["metric"]["Hostname"], "gpu-node-1", "{panel}: {s}");
+            assert_eq!(
+                s["metric"]["modelName"], "NVIDIA H100 80GB HBM3",
+                "{panel}: {s}"
+            );
+        }
+    }
+    // The build panel names the build Envoy runs, as its log line does.
+    let build = prom
+        .query("count by (version, commit) (llm_build_info)")
+        .unwrap();
+    let build = &build["result"][0]["metric"];
+    assert!(
+        envoy.log().contains(&format!(
+            "llm-pulse {} ({}) configured:",
+            build["version"].as_str().unwrap(),
+            build["commit"].as_str().unwrap()
+        )),
+        "{build}"
+    );
     drop(prom);
+    drop(dcgm);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,9 @@
 //! Every test of llm-pulse beyond its unit tests, in one binary (each test binary links
 //! wasmtime): `wasm_*` run the built `.wasm` in the wasmtime host, `sim_*` test gpu-sim, `e2e_*`
-//! run a real Envoy. Filter by module: `cargo test -p host-tests --test suite e2e_metrics`.
+//! run a real Envoy, `docs_*` hold the docs to the code. Filter by module:
+//! `cargo test -p host-tests --test suite e2e_metrics`.
 
+mod docs_troubleshooting;
 mod e2e_config;
 mod e2e_config_table;
 mod e2e_faults;

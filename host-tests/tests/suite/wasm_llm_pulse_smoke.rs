@@ -106,5 +106,20 @@ fn streaming_chat_request_through_llm_pulse() -> Result<()> {
             m.name
         );
     }
+    // Which build runs: one `llm_build_info{version,commit}` gauge at 1, as the version line.
+    let info = host.metrics_named("llm_build_info");
+    assert_eq!(info.len(), 1, "{info:?}");
+    let labels = info[0].labels();
+    assert_eq!(
+        labels.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["version", "commit"]
+    );
+    assert_eq!(info[0].gauge(), Some(1));
+    let line = format!("llm-pulse {} ({}) configured:", labels[0].1, labels[1].1);
+    assert!(
+        host.logs().iter().any(|l| l.message.starts_with(&line)),
+        "{line:?} not in {:?}",
+        host.logs()
+    );
     Ok(())
 }
