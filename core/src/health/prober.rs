@@ -326,7 +326,10 @@ impl Prober {
                 self.finish_call(host, &call, Verdict::Timeout, elapsed_ns);
                 return;
             }
-            None => Err("no answer: connection refused or reset".to_string()),
+            None => Err(
+                "no answer: connection refused or reset, or an answer over Envoy's callout buffer (http.async_response_buffer_limit)"
+                    .to_string(),
+            ),
             Some(s) if !(200..300).contains(&s) => {
                 let start = self
                     .keep_worker_text

@@ -414,7 +414,11 @@ fn oversized_answers_fail_unread_and_vm_memory_stays_flat() -> Result<()> {
             hostile.len()
         )
     );
-    assert_eq!(status_gauge(&host, "w0"), Some(0), "a hostile worker is not ready");
+    assert_eq!(
+        status_gauge(&host, "w0"),
+        Some(0),
+        "a hostile worker is not ready"
+    );
     let (code, _) = get(&mut host, "/live")?;
     assert_eq!(code, 200);
     // The same for a model list: discovery fails, nothing is read, no probe goes out.
@@ -487,7 +491,11 @@ fn error_objects_and_aborted_generations_are_failures() -> Result<()> {
             r#"{{"name":"w0","cluster":"workers","backend":"{backend}","model":"m","interval":"1s","timeout":"300ms","mode":"always","unhealthy_threshold":1}}"#
         );
         let mut host = start(1, &t)?;
-        let good: &[u8] = if *backend == "sglang" { good_sglang } else { COMPLETION };
+        let good: &[u8] = if *backend == "sglang" {
+            good_sglang
+        } else {
+            COMPLETION
+        };
         let c = next_callout(&mut host)?;
         host.respond_callout(c.id, 200, &[], good)?;
         assert_eq!(status_gauge(&host, "w0"), Some(1), "{backend}: good answer");
@@ -534,12 +542,20 @@ fn worker_strings_are_bounded_in_shared_data() -> Result<()> {
     let e = last_error(&host, "w0");
     let prefix = "model discovery (GET /v1/models): status 500: secret-dsn";
     assert!(e.starts_with(prefix), "{e}");
-    assert_eq!(e.len(), "model discovery (GET /v1/models): status 500: ".len() + 120);
+    assert_eq!(
+        e.len(),
+        "model discovery (GET /v1/models): status 500: ".len() + 120
+    );
     assert!(record(&host, "w0").len() < 1_024);
     // A 128-byte id is fine and used.
     let c = next_callout(&mut host)?;
     let ok = "m".repeat(128);
-    host.respond_callout(c.id, 200, &[], format!(r#"{{"data":[{{"id":"{ok}"}}]}}"#).as_bytes())?;
+    host.respond_callout(
+        c.id,
+        200,
+        &[],
+        format!(r#"{{"data":[{{"id":"{ok}"}}]}}"#).as_bytes(),
+    )?;
     let c = next_callout(&mut host)?;
     let body: Value = serde_json::from_slice(&c.body)?;
     assert_eq!(body["model"], ok.as_str());
@@ -550,7 +566,11 @@ fn get_for(host: &mut Host, path: &str, authority: &str) -> Result<Option<(u32, 
     let s = host.new_stream()?;
     host.send_request_headers(
         s,
-        &[(":method", "GET"), (":path", path), (":authority", authority)],
+        &[
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+        ],
         true,
     )?;
     let rec = host.stream(s)?;
@@ -575,10 +595,20 @@ fn serve_and_details_decide_what_is_exposed() -> Result<()> {
     let (code, v) = get_for(&mut host, "/health", "app.example.com")?.expect("served");
     assert_eq!(code, 503);
     let text = v.to_string();
-    for secret in ["secret-cluster", "10.9.8.7", "hunter2", "last_error", "status 500"] {
+    for secret in [
+        "secret-cluster",
+        "10.9.8.7",
+        "hunter2",
+        "last_error",
+        "status 500",
+    ] {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
-    assert_eq!(last_error(&host, "w0"), "status 500", "the worker's body is not kept");
+    assert_eq!(
+        last_error(&host, "w0"),
+        "status 500",
+        "the worker's body is not kept"
+    );
     assert!(get_for(&mut host, "/live", "anything")?.is_some());
 
     // A dedicated authority: only it gets the answers; others pass to their upstream.
@@ -604,13 +634,20 @@ fn serve_and_details_decide_what_is_exposed() -> Result<()> {
     let s = host.new_stream()?;
     host.send_request_headers(
         s,
-        &[(":method", "GET"), (":path", "/health"), (":authority", "app.example.com")],
+        &[
+            (":method", "GET"),
+            (":path", "/health"),
+            (":authority", "app.example.com"),
+        ],
         true,
     )?;
     assert!(host.stream(s)?.never_paused());
 
     // Off: the paths pass; probes and their metrics go on.
-    let mut host = llm_pulse_host()?.plugin_config(cfg(r#""serve":"off","#)).vms(1).start()?;
+    let mut host = llm_pulse_host()?
+        .plugin_config(cfg(r#""serve":"off","#))
+        .vms(1)
+        .start()?;
     for _ in 0..3 {
         let c = next_callout(&mut host)?;
         host.respond_callout(c.id, 200, &[], COMPLETION)?;
@@ -630,6 +667,9 @@ fn serve_and_details_decide_what_is_exposed() -> Result<()> {
     let (_, v) = get_for(&mut host, "/health", "x")?.expect("served");
     assert_eq!(v["targets"]["w0"]["cluster"], "secret-cluster");
     assert_eq!(v["targets"]["w0"]["host"], "10.9.8.7:8000");
-    assert_eq!(v["targets"]["w0"]["last_error"], "status 500: password=hunter2");
+    assert_eq!(
+        v["targets"]["w0"]["last_error"],
+        "status 500: password=hunter2"
+    );
     Ok(())
 }
