@@ -36,7 +36,11 @@ fn target(name: &str, extra: &str) -> String {
 
 fn envoy(worker: std::net::SocketAddr, targets: &[String], concurrency: u32) -> Envoy {
     Envoy::start(&EnvoyOptions {
-        plugin_config: format!(r#"{{"health":{{"targets":[{}]}}}}"#, targets.join(",")),
+        // These tests read the internals (`last_error`, `host`): details on.
+        plugin_config: format!(
+            r#"{{"health":{{"details":true,"targets":[{}]}}}}"#,
+            targets.join(",")
+        ),
         concurrency,
         ..EnvoyOptions::new(worker)
     })
