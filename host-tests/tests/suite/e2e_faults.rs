@@ -196,8 +196,12 @@ fn target(
     )
 }
 
+/// These tests read `last_error`: details on.
 fn health_config(targets: &[String]) -> String {
-    format!(r#"{{"health":{{"targets":[{}]}}}}"#, targets.join(","))
+    format!(
+        r#"{{"health":{{"details":true,"targets":[{}]}}}}"#,
+        targets.join(",")
+    )
 }
 
 #[test]
