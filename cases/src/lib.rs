@@ -980,6 +980,28 @@ pub fn bad_configs() -> Vec<BadConfig> {
             "health.colour",
             "unknown field",
         ),
+        // A health section must probe something: with no target, /health would say ready
+        // about nothing and shadow the worker's own.
+        top(
+            r#"{"health":{}}"#,
+            "health.targets",
+            "must list at least one target",
+        ),
+        top(
+            r#"{"health":{"targets":[]}}"#,
+            "health.targets",
+            "must list at least one target",
+        ),
+        top(
+            r#"{"health":{"serve":"http://gw/health","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.serve",
+            "is not \"all\", \"off\" or an authority",
+        ),
+        top(
+            r#"{"health":{"max_answer_bytes":100,"targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.max_answer_bytes",
+            "must be between 1024 and 4194304",
+        ),
         top(
             r#"{"health":{"targets":[{"backend":"vllm","cluster":"c"}]}}"#,
             "health.targets[0]",

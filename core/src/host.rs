@@ -48,6 +48,9 @@ pub trait Host {
         body: Option<&[u8]>,
         timeout_ms: u64,
     ) -> Result<u32, HostError>;
+    /// Up to `max` bytes of the body of the HTTP call answer being delivered, from `start`
+    /// (only during that delivery; empty otherwise). Each call copies that much into the VM.
+    fn call_response_body(&self, start: usize, max: usize) -> Vec<u8>;
 }
 
 #[cfg(test)]
@@ -72,6 +75,9 @@ pub mod fake {
         pub refuse_calls: Cell<bool>,
         /// Metric host calls (define, increment, record): the hot-path cost that matters.
         pub host_calls: Cell<u64>,
+        /// The body of the call answer being delivered, and how many of its bytes were read.
+        pub call_body: RefCell<Vec<u8>>,
+        pub call_body_read: Cell<usize>,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +218,14 @@ pub mod fake {
                 timeout_ms,
             });
             Ok(token)
+        }
+        fn call_response_body(&self, start: usize, max: usize) -> Vec<u8> {
+            let body = self.call_body.borrow();
+            let end = start.saturating_add(max).min(body.len());
+            let out = body.get(start..end).unwrap_or_default().to_vec();
+            self.call_body_read
+                .set(self.call_body_read.get() + out.len());
+            out
         }
     }
 }

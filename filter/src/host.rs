@@ -72,4 +72,15 @@ impl Host for ProxyWasmHost {
         )
         .map_err(|s| HostError::Refused("dispatch_http_call", format!("{s:?}")))
     }
+
+    fn call_response_body(&self, start: usize, max: usize) -> Vec<u8> {
+        proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::HttpCallResponseBody,
+            start,
+            max,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+    }
 }

@@ -6,7 +6,7 @@
 
 use crate::host::ProxyWasmHost;
 use llm_pulse_core::health::prober::Prober;
-use llm_pulse_core::health::report;
+use llm_pulse_core::health::report::{self, Endpoint, Endpoints};
 use llm_pulse_core::host::Host;
 use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
 use proxy_wasm::hostcalls;
@@ -18,26 +18,40 @@ use std::rc::Rc;
 /// The health prober of this VM and the paths it answers.
 pub struct HealthEndpoint {
     pub prober: RefCell<Prober>,
-    pub path: String,
-    pub live_path: String,
+    pub endpoints: Endpoints,
     /// Whether `/health` shows each target's cluster, worker address and last error.
     pub details: bool,
     pub started_ns: u64,
 }
 
 impl HealthEndpoint {
-    /// The local answer for `GET path`, if the path is one of ours.
-    fn answer(&self, path: &[u8]) -> Option<(u32, String)> {
-        let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+    /// The local answer for a request, if it is one of ours: path first, then the method,
+    /// then (only for `health.serve: <authority>`) the `:authority`.
+    fn answer(&self, path: &[u8]) -> Option<(u32, String, bool)> {
+        let endpoint = self.endpoints.endpoint(path)?;
+        let method = request_header(":method").unwrap_or_default();
+        if !Endpoints::answers_method(&method) {
+            return None;
+        }
+        if self.endpoints.serve.needs_authority() {
+            let authority = request_header(":authority").unwrap_or_default();
+            if !self.endpoints.serve.serves(&authority) {
+                return None;
+            }
+        }
         let host = ProxyWasmHost;
         let uptime = host.now_ns().saturating_sub(self.started_ns) / 1_000_000_000;
-        if path == self.path.as_bytes() {
-            let prober = self.prober.try_borrow().ok()?;
-            Some(report::health(&prober.views(&host), uptime, self.details))
-        } else if path == self.live_path.as_bytes() {
-            Some(report::live(uptime))
-        } else {
-            None
+        let with_body = method == b"GET";
+        match endpoint {
+            Endpoint::Health => {
+                let prober = self.prober.try_borrow().ok()?;
+                let (status, body) = report::health(&prober.views(&host), uptime, self.details);
+                Some((status, body, with_body))
+            }
+            Endpoint::Live => {
+                let (status, body) = report::live(uptime);
+                Some((status, body, with_body))
+            }
         }
     }
 }
@@ -106,20 +120,16 @@ impl Context for HttpFilter {}
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let path = request_header(":path").unwrap_or_default();
-        if let Some(health) = &self.health {
-            let method = request_header(":method").unwrap_or_default();
-            if method == b"GET" || method == b"HEAD" {
-                if let Some((status, body)) = health.answer(&path) {
-                    let headers = vec![
-                        ("content-type", "application/json"),
-                        ("cache-control", "no-store"),
-                    ];
-                    let body = (method == b"GET").then_some(body.as_bytes());
-                    if hostcalls::send_http_response(status, headers, body).is_ok() {
-                        // Answered here: the stream is not an inference to measure.
-                        return Action::Pause;
-                    }
-                }
+        if let Some((status, body, with_body)) = self.health.as_ref().and_then(|h| h.answer(&path))
+        {
+            let headers = vec![
+                ("content-type", "application/json"),
+                ("cache-control", "no-store"),
+            ];
+            let body = with_body.then_some(body.as_bytes());
+            if hostcalls::send_http_response(status, headers, body).is_ok() {
+                // Answered here: the stream is not an inference to measure.
+                return Action::Pause;
             }
         }
         let encoded = request_header("content-encoding")

@@ -6,6 +6,7 @@ use crate::http_filter::{HealthEndpoint, HttpFilter};
 use crate::VERSION_LINE;
 use llm_pulse_core::config::{Config, PREFIX_ENV_VAR};
 use llm_pulse_core::health::prober::Prober;
+use llm_pulse_core::health::report::Endpoints;
 use llm_pulse_core::host::Host;
 use llm_pulse_core::meter::VmMeter;
 use llm_pulse_core::metrics::publish_build_info;
@@ -50,16 +51,10 @@ impl Context for Root {
                 .flatten()
                 .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u32>().ok())
         };
-        let body = if body_size == 0 {
-            Vec::new()
-        } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        };
+        // The body stays in Envoy: the prober reads what it judges, in bounded chunks, and
+        // nothing of an answer over `health.max_answer_bytes`.
         if let Ok(mut prober) = health.prober.try_borrow_mut() {
-            prober.on_http_call_response(&ProxyWasmHost, token_id, status, &body);
+            prober.on_http_call_response(&ProxyWasmHost, token_id, status, body_size);
         }
     }
 }
@@ -108,15 +103,16 @@ impl RootContext for Root {
             let mut hasher = RandomState::new().build_hasher();
             hasher.write_u64(now);
             let nonce = hasher.finish();
-            let mut prober = Prober::new(&config.metrics_prefix, h.targets, nonce);
+            let endpoints = Endpoints::new(&h);
+            let mut prober = Prober::new(&config.metrics_prefix, h.targets, nonce)
+                .answers(h.max_answer_bytes, h.details);
             prober.start(&host);
             if let Some(ms) = prober.tick_period_ms() {
                 let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
             }
             Rc::new(HealthEndpoint {
                 prober: RefCell::new(prober),
-                path: h.path,
-                live_path: h.live_path,
+                endpoints,
                 details: h.details,
                 started_ns: now,
             })

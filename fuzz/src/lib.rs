@@ -90,6 +90,9 @@ impl Host for FuzzHost {
     ) -> Result<u32, HostError> {
         Err(HostError::Refused("dispatch_http_call", "fuzz".into()))
     }
+    fn call_response_body(&self, _start: usize, _max: usize) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// `input` cut at the (sorted, deduplicated, clamped) positions in `cuts`.

@@ -66,6 +66,18 @@ pub struct EnvoyOptions {
     pub wasm_override: Option<PathBuf>,
     /// Run with hot restart enabled in this epoch instead of `--disable-hot-restart`.
     pub hot_restart: Option<HotRestart>,
+    /// A change to the rendered YAML (an extra virtual host or cluster, say), applied last.
+    pub edit: Option<YamlEdit>,
+}
+
+/// A function applied to the rendered bootstrap YAML.
+#[derive(Clone)]
+pub struct YamlEdit(pub std::sync::Arc<dyn Fn(String) -> String + Send + Sync>);
+
+impl std::fmt::Debug for YamlEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("YamlEdit(..)")
+    }
 }
 
 /// Envoy hot restart: the Envoy of epoch N+1 with the same `base_id` takes the listen sockets
@@ -96,6 +108,7 @@ impl EnvoyOptions {
             log_level: "info".to_string(),
             wasm_override: None,
             hot_restart: None,
+            edit: None,
         }
     }
 
@@ -132,10 +145,14 @@ impl EnvoyOptions {
             ),
         ];
         let config = render(&template, &vars)?;
-        Ok(if self.with_filter {
+        let config = if self.with_filter {
             config
         } else {
             without_filter(&config)
+        };
+        Ok(match &self.edit {
+            Some(edit) => (edit.0)(config),
+            None => config,
         })
     }
 }

@@ -371,6 +371,11 @@ impl Host {
         let _ = self.shared.shared_data().set(key, value, 0);
     }
 
+    /// Bytes of callout response bodies VM `vm` copied into its memory so far.
+    pub fn call_response_bytes_read(&self, vm: usize) -> Result<u64> {
+        Ok(self.vm(vm)?.store.data().call_response_bytes_read)
+    }
+
     /// Size of VM `vm`'s linear memory in bytes.
     pub fn memory_size(&self, vm: usize) -> Result<usize> {
         let v = self.vm(vm)?;

@@ -164,6 +164,8 @@ pub(crate) struct HostState {
     pub after_call: Vec<AfterCall>,
     /// Imports the plugin called that this host does not implement.
     pub unimplemented_calls: Vec<String>,
+    /// Bytes of callout response bodies copied into this VM (`proxy_get_buffer_bytes`).
+    pub call_response_bytes_read: u64,
 }
 
 impl HostState {

@@ -160,6 +160,7 @@ impl Vm {
             clusters: setup.clusters.clone(),
             after_call: Vec::new(),
             unimplemented_calls: Vec::new(),
+            call_response_bytes_read: 0,
         };
         let mut store = Store::new(module.engine(), state);
         let instance = linker

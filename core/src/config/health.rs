@@ -48,6 +48,47 @@ pub enum Serve {
     Authority(String),
 }
 
+impl Serve {
+    /// Whether deciding needs the request's `:authority` (read it only then).
+    pub fn needs_authority(&self) -> bool {
+        matches!(self, Serve::Authority(_))
+    }
+
+    /// Whether a request for `authority` (its `:authority` / `Host`) is served.
+    pub fn serves(&self, authority: &[u8]) -> bool {
+        match self {
+            Serve::All => true,
+            Serve::Off => false,
+            Serve::Authority(want) => {
+                let want = want.as_bytes();
+                let got = if has_port(want) {
+                    authority
+                } else {
+                    host_part(authority)
+                };
+                got.eq_ignore_ascii_case(want)
+            }
+        }
+    }
+}
+
+/// Whether an authority names a port: `host:port`, `[v6]:port`.
+fn has_port(a: &[u8]) -> bool {
+    match a.iter().rposition(|&b| b == b']') {
+        Some(end) => a.get(end + 1) == Some(&b':'),
+        None => a.contains(&b':'),
+    }
+}
+
+/// An authority without its port.
+fn host_part(a: &[u8]) -> &[u8] {
+    let end = match a.first() {
+        Some(b'[') => a.iter().position(|&b| b == b']').map(|p| p + 1),
+        _ => a.iter().position(|&b| b == b':'),
+    };
+    end.and_then(|e| a.get(..e)).unwrap_or(a)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
     pub name: String,
@@ -329,6 +370,38 @@ mod tests {
         assert_eq!(t.bos_token_id, 1);
         assert!(!t.use_text_input && !t.prefill);
         assert_eq!(parse("{}").unwrap().health, None);
+    }
+
+    #[test]
+    fn serve_matches_the_authority() {
+        let serve = |v: &str| {
+            let json = format!(
+                r#"{{"health":{{"serve":"{v}","targets":[{{"name":"w","cluster":"c","backend":"vllm"}}]}}}}"#
+            );
+            parse(&json).unwrap().health.unwrap().serve
+        };
+        assert_eq!(serve("all"), Serve::All);
+        assert_eq!(serve("off"), Serve::Off);
+        let by_host = serve("Health.Internal");
+        assert!(by_host.needs_authority() && !Serve::All.needs_authority());
+        for (authority, served) in [
+            (&b"health.internal"[..], true),
+            (b"HEALTH.internal:8080", true),
+            (b"health.internal.evil", false),
+            (b"app.example.com", false),
+            (b"", false),
+        ] {
+            assert_eq!(by_host.serves(authority), served, "{authority:?}");
+        }
+        let with_port = serve("health.internal:15021");
+        assert!(with_port.serves(b"health.internal:15021"));
+        assert!(!with_port.serves(b"health.internal:8080"));
+        assert!(!with_port.serves(b"health.internal"));
+        let v6 = serve("[::1]");
+        assert!(v6.serves(b"[::1]:80") && v6.serves(b"[::1]") && !v6.serves(b"[::2]"));
+        assert!(Serve::All.serves(b"anything") && !Serve::Off.serves(b"anything"));
+        let e = parse(r#"{"health":{"serve":"http://x/","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#).unwrap_err();
+        assert_eq!(e.field, "health.serve");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Synthetic health probes (DESIGN §4): the smallest real inference per backend, sent on a
 //! timer by exactly one VM per target, with thresholds, and the `/health`, `/live` answers.
 
+pub mod answer;
 pub mod payload;
 pub mod prober;
 pub mod report;

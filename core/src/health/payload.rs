@@ -1,5 +1,5 @@
 //! The smallest real inference each backend accepts (one output token, greedy, a one-token
-//! prompt), and what counts as a successful answer. As Dynamo's health checks: temperature 0,
+//! prompt). What counts as a successful answer is `answer.rs`'s. As Dynamo's health checks: temperature 0,
 //! `max_tokens` 1, `ignore_eos` false, the BOS token id as the prompt (or the text "Test").
 
 use crate::config::health::{Backend, TargetConfig};
@@ -30,13 +30,6 @@ pub fn models_request() -> ProbeRequest {
         path: MODELS_PATH,
         body: None,
     }
-}
-
-/// The first model id of an OpenAI `/v1/models` answer.
-pub fn parse_models(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let id = v.get("data")?.as_array()?.first()?.get("id")?.as_str()?;
-    (!id.is_empty()).then(|| id.to_string())
 }
 
 pub fn probe_request(t: &TargetConfig, model: Option<&str>) -> ProbeRequest {
@@ -129,35 +122,6 @@ fn builtin_body(t: &TargetConfig, model: Option<&str>) -> String {
     Value::Object(body).to_string()
 }
 
-/// A probe succeeds on a 2xx whose body parses as the backend's completion.
-pub fn check_answer(backend: Backend, status: u32, body: &[u8]) -> Result<(), String> {
-    if !(200..300).contains(&status) {
-        let snippet = String::from_utf8_lossy(body.get(..body.len().min(120)).unwrap_or_default())
-            .replace(['\n', '\r'], " ");
-        return Err(format!("status {status}: {snippet}"));
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|_| "answer is not JSON".to_string())?;
-    let ok = match backend {
-        Backend::Vllm | Backend::Trtllm | Backend::Openai => v
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty()),
-        // SGLang answers one object, or a list for batched input.
-        Backend::Sglang => match &v {
-            Value::Array(items) => items.first().is_some_and(|i| i.get("text").is_some()),
-            other => other.get("text").and_then(Value::as_str).is_some(),
-        },
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(match backend {
-            Backend::Sglang => "answer has no generated text".to_string(),
-            _ => "answer has no choices".to_string(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,43 +154,5 @@ mod tests {
         );
         assert!(needs_model(&target("", "vllm")));
         assert!(!needs_model(&target("", "sglang")));
-    }
-
-    #[test]
-    fn model_discovery() {
-        let body = br#"{"object":"list","data":[{"id":"meta-llama/Llama-3.1-8B","object":"model"},{"id":"x"}]}"#;
-        assert_eq!(
-            parse_models(body).as_deref(),
-            Some("meta-llama/Llama-3.1-8B")
-        );
-        assert_eq!(parse_models(br#"{"data":[]}"#), None);
-        assert_eq!(parse_models(b"nope"), None);
-    }
-
-    #[test]
-    fn answers() {
-        let completion =
-            br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"x"}]}"#;
-        assert_eq!(check_answer(Backend::Vllm, 200, completion), Ok(()));
-        assert!(check_answer(Backend::Vllm, 500, b"{\"object\":\"error\"}")
-            .unwrap_err()
-            .starts_with("status 500"));
-        assert_eq!(
-            check_answer(Backend::Vllm, 200, b"{\"choices\":[]}"),
-            Err("answer has no choices".into())
-        );
-        assert_eq!(
-            check_answer(Backend::Openai, 200, b"<html>"),
-            Err("answer is not JSON".into())
-        );
-        assert_eq!(
-            check_answer(Backend::Sglang, 200, br#"{"text":"x","meta_info":{}}"#),
-            Ok(())
-        );
-        assert_eq!(
-            check_answer(Backend::Sglang, 200, br#"[{"text":"x"}]"#),
-            Ok(())
-        );
-        assert!(check_answer(Backend::Sglang, 200, br#"{"choices":[1]}"#).is_err());
     }
 }

@@ -2,9 +2,10 @@
 //! thread's VM ticks; a compare-and-swap lease in shared data elects exactly one of them per
 //! target and interval, and the result it writes is what every thread then reports.
 
+use super::answer::{self, AnswerScan};
 use super::payload::{self, ProbeRequest};
 use super::state::{Lease, TargetState, Verdict};
-use crate::config::health::{ProbeMode, TargetConfig};
+use crate::config::health::{ProbeMode, TargetConfig, DEFAULT_MAX_ANSWER_BYTES};
 use crate::host::{Host, HostError, MetricKind};
 use crate::metrics::encode_stat_name;
 use hashbrown::HashMap;
@@ -14,6 +15,8 @@ const CAS_RETRIES: usize = 8;
 /// A lease outlives its calls by this much, so a VM that vanished mid-probe only delays the
 /// next probe.
 const LEASE_SLACK_MS: u64 = 1_000;
+/// Answers are copied into the VM this much at a time: the scanner keeps nothing of a chunk.
+const READ_CHUNK: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CallKind {
@@ -53,6 +56,10 @@ pub struct Prober {
     /// Per target: when this VM last wrote a real-traffic success (throttles the writes).
     real_success_written_ms: Vec<u64>,
     warned: bool,
+    /// Answers longer than this are a failure, never read.
+    max_answer_bytes: usize,
+    /// Errors may quote the worker's own words (bounded): `health.details`.
+    keep_worker_text: bool,
 }
 
 /// A target's config and state, as `/health` reports it.
@@ -73,7 +80,17 @@ impl Prober {
             seq: 0,
             real_success_written_ms: vec![0; n],
             warned: false,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            keep_worker_text: false,
         }
+    }
+
+    /// The answer cap (`health.max_answer_bytes`) and whether errors may quote the worker
+    /// (`health.details`).
+    pub fn answers(mut self, max_answer_bytes: usize, keep_worker_text: bool) -> Prober {
+        self.max_answer_bytes = max_answer_bytes;
+        self.keep_worker_text = keep_worker_text;
+        self
     }
 
     pub fn targets(&self) -> &[TargetConfig] {
@@ -279,13 +296,14 @@ impl Prober {
     }
 
     /// An HTTP call came back. `status` is `None` when Envoy reports a failure (timeout,
-    /// reset, connection refused) instead of an answer.
+    /// reset, connection refused) instead of an answer. The body (`body_size` bytes) is read
+    /// through [`Host::call_response_body`] only when it is judged: a 2xx within the cap.
     pub fn on_http_call_response(
         &mut self,
         host: &dyn Host,
         token: u32,
         status: Option<u32>,
-        body: &[u8],
+        body_size: usize,
     ) {
         let Some(call) = self.inflight.remove(&token) else {
             return;
@@ -296,54 +314,71 @@ impl Prober {
         let elapsed_ns = host.now_ns().saturating_sub(call.call_started_ns);
         let timed_out = elapsed_ns >= t.timeout_ms * 1_000_000 * 95 / 100;
         // Envoy ends a call that hit its timeout with its own 504 ("upstream request
-        // timeout"); a call that failed otherwise (refused, reset) comes back without
+        // timeout"); a call that failed otherwise (refused, reset, or an answer over Envoy's
+        // own callout buffer, `http.async_response_buffer_limit`) comes back without
         // headers. A worker's own quick 504 is an answer, not a timeout.
         let status = match status {
             Some(504) if timed_out => None,
             other => other,
         };
-        let no_answer = || {
-            if timed_out {
-                Verdict::Timeout
-            } else {
-                Verdict::Failure("no answer: connection refused or reset".to_string())
+        let judged: Result<Option<String>, String> = match status {
+            None if timed_out => {
+                self.finish_call(host, &call, Verdict::Timeout, elapsed_ns);
+                return;
             }
-        };
-        let verdict = match call.kind {
-            CallKind::Discovery => {
-                let model = match status {
-                    Some(s) if (200..300).contains(&s) => payload::parse_models(body),
-                    _ => None,
-                };
-                if let Some(model) = model {
-                    self.remember_model(host, call.target, &model);
-                    let request = payload::probe_request(&t, Some(&model));
-                    self.dispatch(
+            None => Err(
+                "no answer: connection refused or reset, or an answer over Envoy's callout buffer (http.async_response_buffer_limit)"
+                    .to_string(),
+            ),
+            Some(s) if !(200..300).contains(&s) => {
+                let start = self
+                    .keep_worker_text
+                    .then(|| host.call_response_body(0, answer::WORKER_TEXT_BYTES.min(body_size)));
+                Err(answer::bad_status(s, start.as_deref()))
+            }
+            Some(_) if body_size > self.max_answer_bytes => {
+                Err(answer::too_large(body_size, self.max_answer_bytes))
+            }
+            Some(_) => match call.kind {
+                CallKind::Discovery => {
+                    let scan = read_answer(host, body_size, AnswerScan::models());
+                    scan.model().map(Some)
+                }
+                CallKind::Probe => {
+                    let scan = read_answer(
                         host,
-                        call.target,
-                        call.lease_id,
-                        CallKind::Probe,
-                        call.probe_started_ms,
-                        &request,
+                        body_size,
+                        AnswerScan::probe(t.backend, self.keep_worker_text),
                     );
-                    return;
+                    scan.probe_verdict().map(|()| None)
                 }
-                match status {
-                    None => no_answer(),
-                    Some(s) => Verdict::Failure(format!(
-                        "model discovery: GET {} answered {s} without a model",
-                        payload::MODELS_PATH
-                    )),
-                }
-            }
-            CallKind::Probe => match status {
-                None => no_answer(),
-                Some(s) => match payload::check_answer(t.backend, s, body) {
-                    Ok(()) => Verdict::Success,
-                    Err(e) => Verdict::Failure(e),
-                },
             },
         };
+        let verdict = match (call.kind, judged) {
+            (CallKind::Discovery, Ok(Some(model))) => {
+                self.remember_model(host, call.target, &model);
+                let request = payload::probe_request(&t, Some(&model));
+                self.dispatch(
+                    host,
+                    call.target,
+                    call.lease_id,
+                    CallKind::Probe,
+                    call.probe_started_ms,
+                    &request,
+                );
+                return;
+            }
+            (CallKind::Discovery, Err(e)) => Verdict::Failure(format!(
+                "model discovery (GET {}): {e}",
+                payload::MODELS_PATH
+            )),
+            (_, Err(e)) => Verdict::Failure(e),
+            (_, Ok(_)) => Verdict::Success,
+        };
+        self.finish_call(host, &call, verdict, elapsed_ns);
+    }
+
+    fn finish_call(&mut self, host: &dyn Host, call: &InFlight, verdict: Verdict, elapsed_ns: u64) {
         self.finish(
             host,
             call.target,
@@ -468,6 +503,21 @@ impl Prober {
             }
         }
     }
+}
+
+/// Feeds the call answer's `size` bytes to `scan`, [`READ_CHUNK`] at a time, stopping early
+/// once the verdict cannot change.
+fn read_answer(host: &dyn Host, size: usize, mut scan: AnswerScan) -> AnswerScan {
+    let mut at = 0;
+    while at < size && scan.wants_more() {
+        let chunk = host.call_response_body(at, READ_CHUNK.min(size - at));
+        if chunk.is_empty() {
+            break;
+        }
+        at += chunk.len();
+        scan.feed(&chunk);
+    }
+    scan
 }
 
 fn now_ms(host: &dyn Host) -> u64 {

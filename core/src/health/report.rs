@@ -3,8 +3,55 @@
 //! when the config asks for `details`: `/health` answers whoever reaches the listener.
 
 use super::prober::TargetView;
+use crate::config::health::{HealthConfig, Serve};
 use serde::Serialize;
 use std::collections::BTreeMap;
+
+/// One of the two local answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    Live,
+}
+
+/// Which requests get a local answer: the paths, and where they are served (`health.serve`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub path: String,
+    pub live_path: String,
+    pub serve: Serve,
+}
+
+impl Endpoints {
+    pub fn new(h: &HealthConfig) -> Endpoints {
+        Endpoints {
+            path: h.path.clone(),
+            live_path: h.live_path.clone(),
+            serve: h.serve.clone(),
+        }
+    }
+
+    /// The endpoint a request `:path` (query ignored) names, if any is served at all. The
+    /// caller then checks the method and, when [`Serve::needs_authority`], the authority.
+    pub fn endpoint(&self, path: &[u8]) -> Option<Endpoint> {
+        if self.serve == Serve::Off {
+            return None;
+        }
+        let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+        if path == self.path.as_bytes() {
+            Some(Endpoint::Health)
+        } else if path == self.live_path.as_bytes() {
+            Some(Endpoint::Live)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a request with this method is answered locally (`GET`, `HEAD`).
+    pub fn answers_method(method: &[u8]) -> bool {
+        method == b"GET" || method == b"HEAD"
+    }
+}
 
 /// The body of `GET /health`; members in sorted order, as a JSON map writes them.
 #[derive(Serialize)]
@@ -99,6 +146,22 @@ mod tests {
     use crate::config::Config;
     use crate::health::state::TargetState;
     use serde_json::Value;
+
+    #[test]
+    fn endpoints_by_path_and_serve() {
+        let c = Config::parse(
+            br#"{"health":{"serve":"off","targets":[{"name":"a","cluster":"c","backend":"vllm"}]}}"#,
+            None,
+        )
+        .unwrap();
+        let mut e = Endpoints::new(&c.health.unwrap());
+        assert_eq!(e.endpoint(b"/health"), None, "off: the paths pass");
+        e.serve = Serve::All;
+        assert_eq!(e.endpoint(b"/health?x=1"), Some(Endpoint::Health));
+        assert_eq!(e.endpoint(b"/live"), Some(Endpoint::Live));
+        assert_eq!(e.endpoint(b"/healthz"), None);
+        assert!(Endpoints::answers_method(b"HEAD") && !Endpoints::answers_method(b"POST"));
+    }
 
     /// The latency as `/health` writes it: milliseconds with up to three decimals.
     #[test]

@@ -1,9 +1,18 @@
 //! One target's health as every Envoy worker thread sees it: kept in proxy-wasm shared data
 //! (so all VMs of the `vm_id` read and write the same record), changed by compare-and-swap.
 
+use super::answer::MAX_MODEL_ID_BYTES;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+/// Longest `last_error` kept (our own text plus, with details on, at most 120 bytes of the
+/// worker's); longer text is cut at a character boundary.
+pub const MAX_ERROR_BYTES: usize = 256;
+/// Longest record a VM reads from shared data: the bounded fields, JSON-escaped, fit in well
+/// under half of it. A longer record (a VM of an older build that kept a worker's 5 MB model
+/// id, say) reads as a fresh state and is written back bounded.
+pub const MAX_RECORD_BYTES: usize = 4096;
 
 /// A probe in flight: who holds the lease, until when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,9 +82,27 @@ impl TargetState {
     /// The record as [`TargetState::encode`] wrote it; anything else (garbage, a record of
     /// another shape) is a fresh state, as a target nobody probed yet.
     pub fn decode(bytes: &[u8]) -> TargetState {
-        serde_json::from_slice(bytes)
+        if bytes.len() > MAX_RECORD_BYTES {
+            return TargetState::default();
+        }
+        let mut state: TargetState = serde_json::from_slice(bytes)
             .and_then(object)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if state
+            .model
+            .as_ref()
+            .is_some_and(|m| m.len() > MAX_MODEL_ID_BYTES)
+        {
+            state.model = None;
+        }
+        if state
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.len() > MAX_ERROR_BYTES)
+        {
+            state.last_error = state.last_error.map(|e| bounded_error(&e));
+        }
+        state
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -108,7 +135,7 @@ impl TargetState {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.consecutive_successes = 0;
                 self.last_error = Some(match verdict {
-                    Verdict::Failure(e) => e.clone(),
+                    Verdict::Failure(e) => bounded_error(e),
                     _ => "timeout: no answer within the probe timeout".to_string(),
                 });
                 if self.consecutive_failures >= unhealthy_threshold {
@@ -119,9 +146,70 @@ impl TargetState {
     }
 }
 
+/// `e` with control characters as spaces, cut to [`MAX_ERROR_BYTES`] at a character boundary.
+pub fn bounded_error(e: &str) -> String {
+    let mut out = String::with_capacity(e.len().min(MAX_ERROR_BYTES));
+    for c in e.chars() {
+        if out.len() + c.len_utf8() > MAX_ERROR_BYTES {
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Item 5 of issue 12: nothing a worker sends makes a record grow past its bound.
+    #[test]
+    fn records_are_bounded() {
+        let mut s = TargetState::default();
+        s.apply(&Verdict::Failure("é".repeat(10_000)), 1, 1, 1);
+        let e = s.last_error.clone().unwrap();
+        assert_eq!(e.len(), MAX_ERROR_BYTES);
+        assert_eq!(bounded_error("a\nb\u{7}"), "a b ");
+        // The largest record: every field at its bound, every byte escaped.
+        let worst = TargetState {
+            consecutive_successes: u32::MAX,
+            consecutive_failures: u32::MAX,
+            last_latency_us: Some(u64::MAX),
+            last_error: Some("\"".repeat(MAX_ERROR_BYTES)),
+            last_probe_ms: Some(u64::MAX),
+            last_success_ms: Some(u64::MAX),
+            next_probe_ms: u64::MAX,
+            lease: Some(Lease {
+                id: u64::MAX,
+                until_ms: u64::MAX,
+            }),
+            model: Some("\"".repeat(MAX_MODEL_ID_BYTES)),
+            healthy: true,
+        };
+        let bytes = worst.encode();
+        assert!(bytes.len() * 2 < MAX_RECORD_BYTES, "{}", bytes.len());
+        assert_eq!(TargetState::decode(&bytes), worst);
+        // Records written by someone else: too long, or fields over their bounds.
+        let big_model = TargetState {
+            model: Some("m".repeat(MAX_MODEL_ID_BYTES + 1)),
+            ..TargetState::default()
+        };
+        assert_eq!(TargetState::decode(&big_model.encode()).model, None);
+        let huge = TargetState {
+            healthy: true,
+            model: Some("m".repeat(5 << 20)),
+            ..TargetState::default()
+        };
+        assert_eq!(TargetState::decode(&huge.encode()), TargetState::default());
+        let long_error = TargetState {
+            last_error: Some("x".repeat(1_000)),
+            ..TargetState::default()
+        };
+        let e = TargetState::decode(&long_error.encode())
+            .last_error
+            .unwrap();
+        assert_eq!(e.len(), MAX_ERROR_BYTES);
+    }
 
     #[test]
     fn thresholds() {

@@ -196,6 +196,7 @@ fn target(
     )
 }
 
+/// These tests read `last_error`: details on.
 fn health_config(targets: &[String]) -> String {
     format!(
         r#"{{"health":{{"details":true,"targets":[{}]}}}}"#,

@@ -36,6 +36,7 @@ fn target(name: &str, extra: &str) -> String {
 
 fn envoy(worker: std::net::SocketAddr, targets: &[String], concurrency: u32) -> Envoy {
     Envoy::start(&EnvoyOptions {
+        // These tests read the internals (`last_error`, `host`): details on.
         plugin_config: format!(
             r#"{{"health":{{"details":true,"targets":[{}]}}}}"#,
             targets.join(",")

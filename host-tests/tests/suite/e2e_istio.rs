@@ -481,6 +481,39 @@ fn run_in_envoy(name: &str, stats: &IstioStats, filter: Value, added: &[Value]) 
             scrape.names()
         );
     }
+    // Where `/health` is served (`health.serve`): the filter's answer for the served
+    // authority, the application's own `/health` (here gpu-sim's, 200 with an empty body) for
+    // any other; never the internals (no `details` in the examples).
+    let serve = plugin["health"]["serve"]
+        .as_str()
+        .unwrap_or("all")
+        .to_string();
+    let health_for = |host: &str| {
+        let r = request_blocking(envoy.listener, "GET", "/health", &[("host", host)], "").unwrap();
+        let v: Value = serde_json::from_slice(&r.body()).unwrap_or(Value::Null);
+        v.get("targets").is_some().then_some(v)
+    };
+    let sim_health = || sim.request_log("/health").map_or(0, |l| l.arrivals.len());
+    let before = sim_health();
+    let app = health_for("app.example.com");
+    match serve.as_str() {
+        "all" => assert!(app.is_some(), "{name}: serve all"),
+        "off" => assert!(app.is_none(), "{name}: serve off"),
+        authority => {
+            assert!(
+                app.is_none(),
+                "{name}: app.example.com got the filter's /health"
+            );
+            assert_eq!(sim_health(), before + 1, "{name}: the app's own /health");
+            let v = health_for(authority)
+                .unwrap_or_else(|| panic!("{name}: no /health for {authority}"));
+            for hidden in ["cluster", "host", "last_error"] {
+                for t in v["targets"].as_object().unwrap().values() {
+                    assert!(t.get(hidden).is_none(), "{name}: {hidden} in {v}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

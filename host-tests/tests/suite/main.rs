@@ -8,6 +8,7 @@ mod e2e_config;
 mod e2e_config_table;
 mod e2e_faults;
 mod e2e_health;
+mod e2e_health_hostile;
 mod e2e_hostile;
 mod e2e_istio;
 mod e2e_metrics;

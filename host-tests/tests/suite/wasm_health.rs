@@ -12,6 +12,7 @@ use wasm_host::{Callout, Host, TIMEOUT_BODY};
 
 const COMPLETION: &[u8] = br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"x","finish_reason":"length"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
 
+/// These tests read the internals (`last_error`): `details` on.
 fn config(targets: &str) -> String {
     format!(r#"{{"health":{{"details":true,"targets":[{targets}]}}}}"#)
 }
@@ -343,5 +344,332 @@ fn health_and_live_local_replies() -> Result<()> {
     host.send_request_headers(s, &[(":method", "GET"), (":path", "/v1/models")], true)?;
     assert!(host.stream(s)?.local_reply.is_none());
     assert!(host.metrics_named("llm_requests_total").is_empty());
+    Ok(())
+}
+
+/// The shared-data record of target `t` (prefix `llm`), as bytes.
+fn record(host: &Host, t: &str) -> Vec<u8> {
+    host.shared_data()
+        .get(&format!("llm_pulse.health.llm.{t}"))
+        .map(|(v, _)| v.clone())
+        .unwrap_or_default()
+}
+
+fn last_error(host: &Host, t: &str) -> String {
+    let v: Value = serde_json::from_slice(&record(host, t)).unwrap_or(Value::Null);
+    v["last_error"].as_str().unwrap_or_default().to_string()
+}
+
+/// `{"choices":[0,0,...]}` of at least `bytes` bytes: the attack pass's hostile answer.
+fn hostile_answer(bytes: usize) -> Vec<u8> {
+    let mut body = b"{\"choices\":[0".to_vec();
+    while body.len() < bytes {
+        body.extend_from_slice(b",0");
+    }
+    body.extend_from_slice(b"]}");
+    body
+}
+
+/// Issue 12, item 1: a probe answer over `max_answer_bytes` (default 64 KiB) is a failure
+/// whose error says so; not one of its bytes enters the VM, so VM memory after 100 such
+/// answers is what it was after one (before the fix, each 30.5 MB answer was copied into the
+/// VM and parsed into a tree: the linear memory grew by well over 30 MB and never shrank).
+#[test]
+fn oversized_answers_fail_unread_and_vm_memory_stays_flat() -> Result<()> {
+    let mut host = start(1, &target("w0", r#","mode":"always""#))?;
+    let c = next_callout(&mut host)?;
+    host.respond_callout(c.id, 200, &[], COMPLETION)?;
+    assert_eq!(checks(&host, "w0", "success"), 1);
+    let read_before = host.call_response_bytes_read(0)?;
+    assert_eq!(read_before, COMPLETION.len() as u64);
+    let baseline = host.memory_size(0)?;
+
+    let hostile = hostile_answer(30_500_000);
+    let mut after_one = 0;
+    for n in 1..=100 {
+        let c = next_callout(&mut host)?;
+        host.respond_callout(c.id, 200, &[], &hostile)?;
+        if n == 1 {
+            after_one = host.memory_size(0)?;
+        }
+    }
+    let after_hundred = host.memory_size(0)?;
+    println!(
+        "VM memory: {baseline} B before, {after_one} B after 1, {after_hundred} B after 100 answers of {} B",
+        hostile.len()
+    );
+    assert_eq!(checks(&host, "w0", "failure"), 100);
+    assert_eq!(checks(&host, "w0", "success"), 1);
+    assert_eq!(
+        host.call_response_bytes_read(0)?,
+        read_before,
+        "no byte of an oversized answer was copied into the VM"
+    );
+    assert_eq!(after_hundred, after_one);
+    assert_eq!(after_one, baseline, "not even one page more");
+    assert_eq!(
+        last_error(&host, "w0"),
+        format!(
+            "answer of {} bytes is over health.max_answer_bytes (65536); not read",
+            hostile.len()
+        )
+    );
+    assert_eq!(
+        status_gauge(&host, "w0"),
+        Some(0),
+        "a hostile worker is not ready"
+    );
+    let (code, _) = get(&mut host, "/live")?;
+    assert_eq!(code, 200);
+    // The same for a model list: discovery fails, nothing is read, no probe goes out.
+    let mut host = start(
+        1,
+        r#"{"name":"d","cluster":"workers","backend":"vllm","interval":"1s","timeout":"300ms","mode":"always"}"#,
+    )?;
+    let models = format!(r#"{{"data":[{{"id":"{}"}}]}}"#, "m".repeat(100_000));
+    for _ in 0..3 {
+        let c = next_callout(&mut host)?;
+        assert_eq!(c.header(":path"), Some("/v1/models"));
+        host.respond_callout(c.id, 200, &[], models.as_bytes())?;
+    }
+    assert_eq!(host.call_response_bytes_read(0)?, 0);
+    assert_eq!(checks(&host, "d", "failure"), 3);
+    assert_eq!(host.callouts().len(), 3, "no probe without a model");
+    assert!(last_error(&host, "d").starts_with("model discovery (GET /v1/models): answer of 100"));
+    Ok(())
+}
+
+/// Issue 12, item 9: a 200 that is an error object or an aborted generation is a failure,
+/// in each backend's own format.
+#[test]
+fn error_objects_and_aborted_generations_are_failures() -> Result<()> {
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "vllm",
+            br#"{"object":"error","message":"CUDA error","type":"InternalServerError","param":null,"code":500}"#,
+            "answer is an error object",
+        ),
+        (
+            "vllm",
+            br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"","finish_reason":"abort"}]}"#,
+            "generation ended with finish_reason \"abort\"",
+        ),
+        (
+            "vllm",
+            br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"","finish_reason":"error"}]}"#,
+            "generation ended with finish_reason \"error\"",
+        ),
+        (
+            "trtllm",
+            br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"","finish_reason":"cancelled"}]}"#,
+            "generation ended with finish_reason \"cancelled\"",
+        ),
+        (
+            "openai",
+            br#"{"error":{"message":"engine dead","type":"server_error"}}"#,
+            "answer is an error object",
+        ),
+        (
+            "openai",
+            br#"{"id":"c","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":""},"finish_reason":"abort"}]}"#,
+            "generation ended with finish_reason \"abort\"",
+        ),
+        (
+            "sglang",
+            br#"{"text":"","meta_info":{"id":"r","finish_reason":{"type":"abort","message":"KV cache full","status_code":503,"err_type":null},"prompt_tokens":1,"completion_tokens":0}}"#,
+            "generation ended with finish_reason \"abort\"",
+        ),
+        (
+            "sglang",
+            br#"{"object":"error","message":"x","type":"BadRequestError","param":null,"code":400}"#,
+            "answer is an error object",
+        ),
+    ];
+    let good_sglang = br#"{"text":"x","meta_info":{"id":"r","finish_reason":{"type":"length","length":1},"prompt_tokens":1,"completion_tokens":1}}"#;
+    for (backend, body, error) in cases {
+        let t = format!(
+            r#"{{"name":"w0","cluster":"workers","backend":"{backend}","model":"m","interval":"1s","timeout":"300ms","mode":"always","unhealthy_threshold":1}}"#
+        );
+        let mut host = start(1, &t)?;
+        let good: &[u8] = if *backend == "sglang" {
+            good_sglang
+        } else {
+            COMPLETION
+        };
+        let c = next_callout(&mut host)?;
+        host.respond_callout(c.id, 200, &[], good)?;
+        assert_eq!(status_gauge(&host, "w0"), Some(1), "{backend}: good answer");
+        let c = next_callout(&mut host)?;
+        host.respond_callout(c.id, 200, &[], body)?;
+        let label = String::from_utf8_lossy(body);
+        assert_eq!(checks(&host, "w0", "failure"), 1, "{backend}: {label}");
+        assert_eq!(checks(&host, "w0", "success"), 1, "{backend}: {label}");
+        assert_eq!(status_gauge(&host, "w0"), Some(0), "{backend}: {label}");
+        assert!(
+            last_error(&host, "w0").starts_with(error),
+            "{backend}: {label}: {}",
+            last_error(&host, "w0")
+        );
+    }
+    Ok(())
+}
+
+/// Issue 12, item 5: a model id from `/v1/models` past 128 bytes is a failed discovery, not a
+/// 5 MB string in shared data re-read by every VM on every tick; every record stays small.
+#[test]
+fn worker_strings_are_bounded_in_shared_data() -> Result<()> {
+    let config = r#"{"health":{"max_answer_bytes":4194304,"details":true,"targets":[{"name":"w0","cluster":"workers","backend":"vllm","interval":"1s","timeout":"300ms","mode":"always"}]}}"#;
+    let mut host = llm_pulse_host()?.plugin_config(config).vms(2).start()?;
+    let id = "m".repeat(4_000_000);
+    let models = format!(r#"{{"data":[{{"id":"{id}"}}]}}"#);
+    let c = next_callout(&mut host)?;
+    host.respond_callout(c.id, 200, &[], models.as_bytes())?;
+    assert_eq!(checks(&host, "w0", "failure"), 1);
+    let rec = record(&host, "w0");
+    assert!(rec.len() < 1_024, "{} bytes in shared data", rec.len());
+    assert_eq!(
+        last_error(&host, "w0"),
+        "model discovery (GET /v1/models): first model id is longer than 128 bytes (set `model` in the config)"
+    );
+    let (_, v) = get(&mut host, "/health")?;
+    assert!(v.to_string().len() < 1_024, "{v}");
+    assert_eq!(v["targets"]["w0"]["model"], Value::Null);
+    // A worker's 1 MB error body: at most 120 bytes of it, with details on.
+    let c = next_callout(&mut host)?;
+    let body = format!("secret-dsn=postgres://u:p@db/x {}", "e".repeat(1_000_000));
+    host.respond_callout(c.id, 500, &[], body.as_bytes())?;
+    // (The model is unknown, so this call was discovery again.)
+    let e = last_error(&host, "w0");
+    let prefix = "model discovery (GET /v1/models): status 500: secret-dsn";
+    assert!(e.starts_with(prefix), "{e}");
+    assert_eq!(
+        e.len(),
+        "model discovery (GET /v1/models): status 500: ".len() + 120
+    );
+    assert!(record(&host, "w0").len() < 1_024);
+    // A 128-byte id is fine and used.
+    let c = next_callout(&mut host)?;
+    let ok = "m".repeat(128);
+    host.respond_callout(
+        c.id,
+        200,
+        &[],
+        format!(r#"{{"data":[{{"id":"{ok}"}}]}}"#).as_bytes(),
+    )?;
+    let c = next_callout(&mut host)?;
+    let body: Value = serde_json::from_slice(&c.body)?;
+    assert_eq!(body["model"], ok.as_str());
+    Ok(())
+}
+
+fn get_for(host: &mut Host, path: &str, authority: &str) -> Result<Option<(u32, Value)>> {
+    let s = host.new_stream()?;
+    host.send_request_headers(
+        s,
+        &[
+            (":method", "GET"),
+            (":path", path),
+            (":authority", authority),
+        ],
+        true,
+    )?;
+    let rec = host.stream(s)?;
+    Ok(match rec.local_reply {
+        Some(r) => Some((r.status, serde_json::from_slice(&r.body)?)),
+        None => None,
+    })
+}
+
+/// Issue 12, item 3: `health.serve` decides which requests get the local answers; `off`
+/// passes the paths on while probes and metrics keep running; by default the body carries no
+/// cluster, worker address or error text, and the worker's words are not even kept.
+#[test]
+fn serve_and_details_decide_what_is_exposed() -> Result<()> {
+    let t = r#"{"name":"w0","cluster":"secret-cluster","backend":"vllm","model":"m","host":"10.9.8.7:8000","interval":"1s","timeout":"300ms","mode":"always"}"#;
+    let cfg = |health: &str| format!(r#"{{"health":{{{health}"targets":[{t}]}}}}"#);
+
+    // Default: served for every authority, no internals.
+    let mut host = llm_pulse_host()?.plugin_config(cfg("")).vms(1).start()?;
+    let c = next_callout(&mut host)?;
+    host.respond_callout(c.id, 500, &[], b"password=hunter2")?;
+    let (code, v) = get_for(&mut host, "/health", "app.example.com")?.expect("served");
+    assert_eq!(code, 503);
+    let text = v.to_string();
+    for secret in [
+        "secret-cluster",
+        "10.9.8.7",
+        "hunter2",
+        "last_error",
+        "status 500",
+    ] {
+        assert!(!text.contains(secret), "{secret} in {text}");
+    }
+    assert_eq!(
+        last_error(&host, "w0"),
+        "status 500",
+        "the worker's body is not kept"
+    );
+    assert!(get_for(&mut host, "/live", "anything")?.is_some());
+
+    // A dedicated authority: only it gets the answers; others pass to their upstream.
+    let mut host = llm_pulse_host()?
+        .plugin_config(cfg(r#""serve":"health.llm-pulse.internal","#))
+        .vms(1)
+        .start()?;
+    for (authority, served) in [
+        ("health.llm-pulse.internal", true),
+        ("HEALTH.llm-pulse.internal:15021", true),
+        ("app.example.com", false),
+        ("health.llm-pulse.internal.evil.com", false),
+    ] {
+        for path in ["/health", "/live"] {
+            assert_eq!(
+                get_for(&mut host, path, authority)?.is_some(),
+                served,
+                "{path} for {authority}"
+            );
+        }
+    }
+    // A passed request is an ordinary stream: not answered, not paused.
+    let s = host.new_stream()?;
+    host.send_request_headers(
+        s,
+        &[
+            (":method", "GET"),
+            (":path", "/health"),
+            (":authority", "app.example.com"),
+        ],
+        true,
+    )?;
+    assert!(host.stream(s)?.never_paused());
+
+    // Off: the paths pass; probes and their metrics go on.
+    let mut host = llm_pulse_host()?
+        .plugin_config(cfg(r#""serve":"off","#))
+        .vms(1)
+        .start()?;
+    for _ in 0..3 {
+        let c = next_callout(&mut host)?;
+        host.respond_callout(c.id, 200, &[], COMPLETION)?;
+    }
+    assert_eq!(checks(&host, "w0", "success"), 3);
+    assert_eq!(status_gauge(&host, "w0"), Some(1));
+    assert!(get_for(&mut host, "/health", "anything")?.is_none());
+    assert!(get_for(&mut host, "/live", "anything")?.is_none());
+
+    // Details on: cluster, host and the bounded error text are shown.
+    let mut host = llm_pulse_host()?
+        .plugin_config(cfg(r#""details":true,"#))
+        .vms(1)
+        .start()?;
+    let c = next_callout(&mut host)?;
+    host.respond_callout(c.id, 500, &[], b"password=hunter2")?;
+    let (_, v) = get_for(&mut host, "/health", "x")?.expect("served");
+    assert_eq!(v["targets"]["w0"]["cluster"], "secret-cluster");
+    assert_eq!(v["targets"]["w0"]["host"], "10.9.8.7:8000");
+    assert_eq!(
+        v["targets"]["w0"]["last_error"],
+        "status 500: password=hunter2"
+    );
     Ok(())
 }

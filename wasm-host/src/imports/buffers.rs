@@ -84,7 +84,12 @@ fn get_bytes(
     let start = start as u32 as usize;
     let end = start.saturating_add(max as u32 as usize).min(data.len());
     match data.get(start..end) {
-        Some(slice) if !slice.is_empty() => copy_out(c, slice, ret_ptr, ret_len),
+        Some(slice) if !slice.is_empty() => {
+            if kind == BufferType::CallResponseBody {
+                c.data_mut().call_response_bytes_read += slice.len() as u64;
+            }
+            copy_out(c, slice, ret_ptr, ret_len)
+        }
         _ => Ok(()),
     }
 }

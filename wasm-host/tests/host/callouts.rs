@@ -26,7 +26,10 @@ fn stream_callout_is_recorded_answered_and_resumes_the_request() -> Result<()> {
     assert_eq!(c.timeout, Some(Duration::from_secs(3)));
     assert_eq!(c.dispatched_at_ns, host.now_ns());
 
+    assert_eq!(host.call_response_bytes_read(0)?, 0);
     host.respond_callout(c.id, 200, &[("x-from", "worker")], b"pong")?;
+    // The plugin copied the 4-byte body into its memory.
+    assert_eq!(host.call_response_bytes_read(0)?, 4);
     let rec = host.stream(s)?;
     // The plugin read the answer, edited the paused request headers, and resumed.
     assert_eq!(rec.request_header("x-callout-status"), Some("200"));

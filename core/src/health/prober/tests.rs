@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::health::DEFAULT_MAX_ANSWER_BYTES;
 use crate::config::Config;
 use crate::host::fake::FakeHost;
 
@@ -13,6 +14,13 @@ fn targets(extra: &str) -> Vec<TargetConfig> {
         .health
         .unwrap()
         .targets
+}
+
+/// Delivers a call answer with `body` as Envoy would: the body stays host-side until read.
+fn respond(vm: &mut Prober, host: &FakeHost, token: u32, status: Option<u32>, body: &[u8]) {
+    *host.call_body.borrow_mut() = body.to_vec();
+    vm.on_http_call_response(host, token, status, body.len());
+    host.call_body.borrow_mut().clear();
 }
 
 /// N VMs (probers) sharing one host: one shared-data store, one metric registry.
@@ -73,7 +81,7 @@ impl Rig {
     fn answer(&mut self, status: Option<u32>, body: &[u8]) {
         let token = self.last_call().token;
         for vm in &mut self.vms {
-            vm.on_http_call_response(&self.host, token, status, body);
+            respond(vm, &self.host, token, status, body);
         }
     }
 
@@ -204,17 +212,24 @@ fn the_model_is_discovered_and_rediscovered_after_a_failure() {
         (c.header(":method"), c.header(":path")),
         (Some("GET"), Some("/v1/models"))
     );
-    vm.on_http_call_response(&host, c.token, Some(200), br#"{"data":[{"id":"llama-3"}]}"#);
+    respond(
+        &mut vm,
+        &host,
+        c.token,
+        Some(200),
+        br#"{"data":[{"id":"llama-3"}]}"#,
+    );
     let c = last(&host);
     assert_eq!(c.header(":path"), Some("/v1/completions"));
     assert!(c.body.as_deref().unwrap().contains(r#""model":"llama-3""#));
-    vm.on_http_call_response(&host, c.token, Some(200), COMPLETION);
+    respond(&mut vm, &host, c.token, Some(200), COMPLETION);
     assert_eq!(vm.state(&host, 0).model.as_deref(), Some("llama-3"));
     // Next interval: the known model is used directly.
     run(&mut vm, 1_000);
     let c = last(&host);
     assert_eq!(c.header(":path"), Some("/v1/completions"));
-    vm.on_http_call_response(
+    respond(
+        &mut vm,
         &host,
         c.token,
         Some(404),
@@ -307,4 +322,87 @@ fn a_refused_call_is_a_failure_and_a_lost_vm_only_delays() {
     );
     rig.run_ms(200);
     assert_eq!(rig.calls(), n + 1);
+}
+
+/// Item 1 of issue 12: an answer over `max_answer_bytes` is a failure that says so, and not
+/// one of its bytes is copied into the VM; within the cap it is read in bounded chunks.
+#[test]
+fn oversized_answers_fail_unread() {
+    let mut rig = Rig::new(1, r#","mode":"always""#);
+    rig.run_until_call();
+    let huge = format!(r#"{{"choices":[{}0]}}"#, "0,".repeat(16 << 20));
+    rig.answer(Some(200), huge.as_bytes());
+    assert_eq!(rig.host.call_body_read.get(), 0);
+    let s = rig.state();
+    assert_eq!(
+        s.last_error.as_deref(),
+        Some(answer::too_large(huge.len(), DEFAULT_MAX_ANSWER_BYTES).as_str())
+    );
+    assert_eq!(rig.checks("failure"), 1);
+    // Exactly at the cap: read (in chunks), judged.
+    rig.run_until_call();
+    let pad = DEFAULT_MAX_ANSWER_BYTES - COMPLETION.len();
+    let at_cap = [COMPLETION, " ".repeat(pad).as_bytes()].concat();
+    rig.answer(Some(200), &at_cap);
+    assert_eq!(rig.host.call_body_read.get(), DEFAULT_MAX_ANSWER_BYTES);
+    assert_eq!(rig.checks("success"), 1);
+    // A non-2xx body is not read at all without details.
+    rig.run_until_call();
+    rig.answer(Some(500), b"secret=hunter2 internal error");
+    assert_eq!(rig.host.call_body_read.get(), DEFAULT_MAX_ANSWER_BYTES);
+    assert_eq!(rig.state().last_error.as_deref(), Some("status 500"));
+}
+
+/// Item 3 of issue 12: the worker's words reach `last_error` only with details on, bounded.
+#[test]
+fn worker_text_only_with_details() {
+    let host = FakeHost::default();
+    host.clock_ns.set(1_000_000_000_000_000);
+    let mut vm = Prober::new("llm", targets(r#","mode":"always""#), 1).answers(2048, true);
+    vm.start(&host);
+    let next = |vm: &mut Prober, status: u32, body: &[u8]| {
+        let before = host.calls.borrow().len();
+        while host.calls.borrow().len() == before {
+            host.advance_ms(100);
+            vm.tick(&host);
+        }
+        let token = host.calls.borrow().last().unwrap().token;
+        respond(vm, &host, token, Some(status), body);
+        vm.state(&host, 0).last_error.unwrap_or_default()
+    };
+    let body = format!("secret=hunter2\n{}", "x".repeat(10_000));
+    let e = next(&mut vm, 500, body.as_bytes());
+    assert!(e.starts_with("status 500: secret=hunter2 xxx"), "{e}");
+    assert_eq!(e.len(), "status 500: ".len() + answer::WORKER_TEXT_BYTES);
+    assert_eq!(host.call_body_read.get(), answer::WORKER_TEXT_BYTES);
+    let e = next(&mut vm, 200, &vec![b' '; 2049]);
+    assert_eq!(e, answer::too_large(2049, 2048));
+    let e = next(&mut vm, 200, br#"{"object":"error","message":"CUDA OOM"}"#);
+    assert_eq!(e, "answer is an error object: CUDA OOM");
+}
+
+/// Item 5 of issue 12: a model id past its bound is a failed discovery, never kept.
+#[test]
+fn a_huge_model_id_is_not_kept() {
+    let mut rig = Rig::new(2, "");
+    // No model in the config: discovery first.
+    let t = targets("").remove(0);
+    let t = TargetConfig { model: None, ..t };
+    for vm in &mut rig.vms {
+        *vm = Prober::new("llm", vec![t.clone()], 7).answers(8 << 20, false);
+        vm.start(&rig.host);
+    }
+    rig.run_until_call();
+    assert_eq!(rig.last_call().header(":path"), Some("/v1/models"));
+    let body = format!(r#"{{"data":[{{"id":"{}"}}]}}"#, "m".repeat(5 << 20));
+    rig.answer(Some(200), body.as_bytes());
+    let s = rig.state();
+    assert_eq!(s.model, None);
+    assert_eq!(
+        s.last_error.as_deref(),
+        Some("model discovery (GET /v1/models): first model id is longer than 128 bytes (set `model` in the config)")
+    );
+    let record = rig.host.shared.borrow().values().next().unwrap().0.len();
+    assert!(record < 600, "{record} bytes in shared data");
+    assert_eq!(rig.calls(), 1, "no probe with a cut model id");
 }

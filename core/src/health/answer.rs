@@ -1,0 +1,448 @@
+//! Judging a worker's answer to a probe or to `GET /v1/models` (DESIGN §4, §6): the body is fed
+//! in chunks to the streaming JSON scanner ([`crate::protocol::json`]) and never kept or parsed
+//! into a tree, so judging it costs O(1) memory whatever the worker sends. The caller refuses
+//! bodies over `health.max_answer_bytes` before reading a byte of them ([`too_large`]).
+//!
+//! Every string that comes out of here is bounded: a model id to [`MAX_MODEL_ID_BYTES`], the
+//! worker's own words (only kept when `health.details` is on) to [`WORKER_TEXT_BYTES`]; the
+//! rest of an error is our own fixed text.
+
+use crate::config::health::Backend;
+use crate::protocol::json::{JsonScanner, Scalar, Slot, Visitor, CAPTURE_CAP, IGNORE};
+
+/// Longest model id taken from `/v1/models`: a longer one is a failed discovery, never cut
+/// (a cut id would name another model). Hugging Face ids are at most 96 + 1 + 96 bytes in
+/// theory, far less in practice; set `model` in the config for anything longer.
+pub const MAX_MODEL_ID_BYTES: usize = CAPTURE_CAP;
+/// Most of the worker's own text (an error body or message) an error keeps, with details on.
+pub const WORKER_TEXT_BYTES: usize = 120;
+
+/// `finish_reason` values that mean the generation did not happen: vLLM's `abort` and
+/// `error` (`FINISH_REASON_STRINGS`), TRT-LLM's `cancelled` and `timeout`; SGLang reports
+/// `meta_info.finish_reason: {"type": "abort", ...}`.
+const FAILED_FINISH: [&[u8]; 4] = [b"abort", b"error", b"cancelled", b"timeout"];
+
+const ROOT: Slot = 1;
+/// An element of a root array (SGLang's batched answer), judged as the root object.
+const ITEM: Slot = 2;
+const OBJECT: Slot = 3;
+const CHOICES: Slot = 4;
+const CHOICE: Slot = 5;
+const FINISH: Slot = 6;
+const TEXT: Slot = 7;
+const META: Slot = 8;
+const META_FINISH: Slot = 9;
+const META_FINISH_TYPE: Slot = 10;
+const ERROR: Slot = 11;
+const MESSAGE: Slot = 12;
+const DATA: Slot = 13;
+const MODEL: Slot = 14;
+const MODEL_ID: Slot = 15;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Probe(Backend),
+    Models,
+}
+
+/// What the scanner saw: counts and flags, a few bounded captures.
+#[derive(Default)]
+struct Facts {
+    root_items: u32,
+    choices: u32,
+    texts: u32,
+    /// An `"object": "error"`, or an `"error"` member that is not `null`.
+    error_object: bool,
+    failed_finish: Option<&'static str>,
+    message: Option<Vec<u8>>,
+    models: u32,
+    model_id: Option<Vec<u8>>,
+    model_id_too_long: bool,
+    /// Whether to keep the worker's `message` (`health.details`).
+    keep_message: bool,
+}
+
+struct Judge {
+    kind: Kind,
+    facts: Facts,
+}
+
+fn failed_finish(text: &[u8]) -> Option<&'static str> {
+    FAILED_FINISH
+        .iter()
+        .find(|f| **f == text)
+        .and_then(|f| std::str::from_utf8(f).ok())
+}
+
+impl Visitor for Judge {
+    fn child(&mut self, parent: Slot, key: &[u8]) -> Slot {
+        match (self.kind, parent, key) {
+            (Kind::Models, ROOT, b"data") => DATA,
+            (Kind::Models, MODEL, b"id") => MODEL_ID,
+            (Kind::Models, _, _) => IGNORE,
+            (_, ROOT | ITEM, b"object") => OBJECT,
+            (_, ROOT | ITEM, b"choices") => CHOICES,
+            (_, ROOT | ITEM, b"text") => TEXT,
+            (_, ROOT | ITEM, b"meta_info") => META,
+            (_, ROOT | ITEM, b"message") => MESSAGE,
+            (_, ROOT | ITEM, b"error") => {
+                // `"error": null` takes it back (see `scalar`).
+                self.facts.error_object = true;
+                ERROR
+            }
+            (_, ERROR, b"message") => MESSAGE,
+            (_, CHOICE, b"finish_reason") => FINISH,
+            (_, META, b"finish_reason") => META_FINISH,
+            (_, META_FINISH, b"type") => META_FINISH_TYPE,
+            _ => IGNORE,
+        }
+    }
+
+    fn element(&mut self, parent: Slot) -> Slot {
+        match (self.kind, parent) {
+            (Kind::Models, DATA) => {
+                self.facts.models = self.facts.models.saturating_add(1);
+                if self.facts.models == 1 {
+                    MODEL
+                } else {
+                    IGNORE
+                }
+            }
+            (Kind::Probe(Backend::Sglang), ROOT) => {
+                self.facts.root_items = self.facts.root_items.saturating_add(1);
+                ITEM
+            }
+            (Kind::Probe(_), CHOICES) => {
+                self.facts.choices = self.facts.choices.saturating_add(1);
+                CHOICE
+            }
+            _ => IGNORE,
+        }
+    }
+
+    fn capture_len(&self, slot: Slot) -> usize {
+        match slot {
+            MODEL_ID => MAX_MODEL_ID_BYTES,
+            MESSAGE if self.facts.keep_message => WORKER_TEXT_BYTES,
+            OBJECT | FINISH | META_FINISH_TYPE => 16,
+            _ => 0,
+        }
+    }
+
+    fn scalar(&mut self, slot: Slot, value: Scalar<'_>) {
+        match (slot, value) {
+            (ERROR, Scalar::Null) => self.facts.error_object = false,
+            (OBJECT, Scalar::Str { text, .. }) if text == b"error" => {
+                self.facts.error_object = true;
+            }
+            (FINISH | META_FINISH_TYPE | META_FINISH, Scalar::Str { text, .. }) => {
+                if let Some(f) = failed_finish(text) {
+                    self.facts.failed_finish = Some(f);
+                }
+            }
+            (TEXT, Scalar::Str { .. }) => self.facts.texts = self.facts.texts.saturating_add(1),
+            (MESSAGE, Scalar::Str { text, .. })
+                if self.facts.message.is_none() && self.facts.keep_message =>
+            {
+                self.facts.message = Some(text.to_vec());
+            }
+            (
+                MODEL_ID,
+                Scalar::Str {
+                    text, truncated, ..
+                },
+            ) => {
+                self.facts.model_id_too_long = truncated;
+                self.facts.model_id = Some(text.to_vec());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A probe or model-list answer being read, chunk by chunk.
+pub struct AnswerScan {
+    scanner: JsonScanner,
+    judge: Judge,
+}
+
+impl AnswerScan {
+    /// `keep_worker_text`: an error may quote the worker's own message (bounded).
+    pub fn probe(backend: Backend, keep_worker_text: bool) -> AnswerScan {
+        AnswerScan::new(Kind::Probe(backend), keep_worker_text)
+    }
+
+    pub fn models() -> AnswerScan {
+        AnswerScan::new(Kind::Models, false)
+    }
+
+    fn new(kind: Kind, keep_message: bool) -> AnswerScan {
+        AnswerScan {
+            scanner: JsonScanner::new(ROOT),
+            judge: Judge {
+                kind,
+                facts: Facts {
+                    keep_message,
+                    ..Facts::default()
+                },
+            },
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if !self.scanner.failed() {
+            self.scanner.feed(chunk, &mut self.judge);
+        }
+    }
+
+    /// Whether more bytes can change the verdict (false once the input is not JSON).
+    pub fn wants_more(&self) -> bool {
+        !self.scanner.failed()
+    }
+
+    fn complete(&mut self) -> bool {
+        !self.scanner.failed() && self.scanner.finish(&mut self.judge)
+    }
+
+    /// The verdict on a 2xx probe answer: Ok, or our own error text (plus, when asked for,
+    /// the worker's bounded message).
+    pub fn probe_verdict(mut self) -> Result<(), String> {
+        if !self.complete() {
+            return Err("answer is not JSON".to_string());
+        }
+        let backend = match self.judge.kind {
+            Kind::Probe(b) => b,
+            Kind::Models => return Err("not a probe answer".to_string()),
+        };
+        let f = &self.judge.facts;
+        let quote = |base: String| match &f.message {
+            Some(m) => format!("{base}: {}", worker_text(m)),
+            None => base,
+        };
+        if f.error_object {
+            return Err(quote("answer is an error object".to_string()));
+        }
+        if let Some(reason) = f.failed_finish {
+            return Err(quote(format!(
+                "generation ended with finish_reason {reason:?}"
+            )));
+        }
+        match backend {
+            Backend::Sglang if f.texts == 0 => Err("answer has no generated text".to_string()),
+            Backend::Vllm | Backend::Trtllm | Backend::Openai if f.choices == 0 => {
+                Err("answer has no choices".to_string())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The first model id of a `/v1/models` answer, bounded and checked.
+    pub fn model(mut self) -> Result<String, String> {
+        if !self.complete() {
+            return Err("answer is not JSON".to_string());
+        }
+        let f = &self.judge.facts;
+        if f.model_id_too_long {
+            return Err(format!(
+                "first model id is longer than {MAX_MODEL_ID_BYTES} bytes (set `model` in the config)"
+            ));
+        }
+        let id = match &f.model_id {
+            Some(id) if !id.is_empty() => id,
+            _ => return Err("answer lists no model id".to_string()),
+        };
+        match std::str::from_utf8(id) {
+            Ok(s) if !s.chars().any(char::is_control) => Ok(s.to_string()),
+            _ => Err("first model id is not printable UTF-8".to_string()),
+        }
+    }
+}
+
+/// The error for an answer over the cap: its bytes are never read.
+pub fn too_large(size: usize, cap: usize) -> String {
+    format!("answer of {size} bytes is over health.max_answer_bytes ({cap}); not read")
+}
+
+/// The error for a non-2xx answer; `body_start` (at most [`WORKER_TEXT_BYTES`], only with
+/// details on) is quoted.
+pub fn bad_status(status: u32, body_start: Option<&[u8]>) -> String {
+    match body_start {
+        Some(b) if !b.is_empty() => format!("status {status}: {}", worker_text(b)),
+        _ => format!("status {status}"),
+    }
+}
+
+/// The worker's own words, at most [`WORKER_TEXT_BYTES`], control characters as spaces.
+pub fn worker_text(bytes: &[u8]) -> String {
+    let cut = bytes.get(..WORKER_TEXT_BYTES).unwrap_or(bytes);
+    String::from_utf8_lossy(cut)
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judge(backend: Backend, body: &[u8], details: bool) -> Result<(), String> {
+        // Every split of the body gives the same verdict.
+        let whole = {
+            let mut s = AnswerScan::probe(backend, details);
+            s.feed(body);
+            s.probe_verdict()
+        };
+        for cut in [1, body.len() / 2, body.len().saturating_sub(1)] {
+            let mut s = AnswerScan::probe(backend, details);
+            let (a, b) = body.split_at(cut.min(body.len()));
+            s.feed(a);
+            s.feed(b);
+            assert_eq!(s.probe_verdict(), whole, "split at {cut}");
+        }
+        whole
+    }
+
+    fn model(body: &[u8]) -> Result<String, String> {
+        let mut s = AnswerScan::models();
+        for byte in body.chunks(7) {
+            s.feed(byte);
+        }
+        s.model()
+    }
+
+    #[test]
+    fn completions() {
+        let ok = br#"{"id":"c","object":"text_completion","choices":[{"index":0,"text":"x","finish_reason":"length"}]}"#;
+        for b in [Backend::Vllm, Backend::Trtllm, Backend::Openai] {
+            assert_eq!(judge(b, ok, false), Ok(()));
+        }
+        let stop = br#" {"choices":[{"message":{"role":"assistant","content":"T"},"finish_reason":"stop"}]} "#;
+        assert_eq!(judge(Backend::Openai, stop, false), Ok(()));
+        let null_finish = br#"{"choices":[{"text":"x","finish_reason":null}],"error":null}"#;
+        assert_eq!(judge(Backend::Vllm, null_finish, false), Ok(()));
+        assert_eq!(
+            judge(Backend::Vllm, br#"{"choices":[]}"#, false),
+            Err("answer has no choices".into())
+        );
+        assert_eq!(
+            judge(Backend::Vllm, br#"{"choices":{"0":1}}"#, false),
+            Err("answer has no choices".into())
+        );
+        for bad in [
+            &b"<html>"[..],
+            b"",
+            b"{\"choices\":[1]",
+            b"{\"choices\":[1]} x",
+        ] {
+            assert_eq!(
+                judge(Backend::Openai, bad, false),
+                Err("answer is not JSON".into()),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    /// Item 9 of issue 12: a 200 that carries an error or an aborted generation is a failure.
+    #[test]
+    fn error_objects_and_aborted_generations_fail() {
+        let vllm_error = br#"{"object":"error","message":"CUDA error: an illegal memory access","type":"InternalServerError","param":null,"code":500,"choices":[{"text":"x"}]}"#;
+        assert_eq!(
+            judge(Backend::Vllm, vllm_error, false),
+            Err("answer is an error object".into())
+        );
+        assert_eq!(
+            judge(Backend::Vllm, vllm_error, true),
+            Err("answer is an error object: CUDA error: an illegal memory access".into())
+        );
+        let openai_error = br#"{"error":{"message":"engine dead","type":"server_error"}}"#;
+        assert_eq!(
+            judge(Backend::Openai, openai_error, false),
+            Err("answer is an error object".into())
+        );
+        assert_eq!(
+            judge(Backend::Openai, openai_error, true),
+            Err("answer is an error object: engine dead".into())
+        );
+        assert_eq!(
+            judge(Backend::Sglang, br#"{"error":{}}"#, false),
+            Err("answer is an error object".into())
+        );
+        for reason in ["abort", "error", "cancelled", "timeout"] {
+            let body =
+                format!(r#"{{"choices":[{{"index":0,"text":"","finish_reason":"{reason}"}}]}}"#);
+            assert_eq!(
+                judge(Backend::Vllm, body.as_bytes(), false),
+                Err(format!("generation ended with finish_reason {reason:?}"))
+            );
+        }
+        let sglang_abort = br#"{"text":"","meta_info":{"id":"1","finish_reason":{"type":"abort","message":"KV cache full","status_code":503,"err_type":null},"prompt_tokens":1,"completion_tokens":0}}"#;
+        assert_eq!(
+            judge(Backend::Sglang, sglang_abort, false),
+            Err("generation ended with finish_reason \"abort\"".into())
+        );
+        let sglang_ok = br#"{"text":"x","meta_info":{"id":"1","finish_reason":{"type":"length","length":1},"prompt_tokens":1,"completion_tokens":1}}"#;
+        assert_eq!(judge(Backend::Sglang, sglang_ok, false), Ok(()));
+        let batch = br#"[{"text":"x","meta_info":{}},{"text":"y","meta_info":{"finish_reason":{"type":"abort"}}}]"#;
+        assert!(judge(Backend::Sglang, batch, false).is_err());
+        assert_eq!(judge(Backend::Sglang, br#"[{"text":"x"}]"#, false), Ok(()));
+        assert_eq!(
+            judge(Backend::Sglang, br#"{"choices":[1]}"#, false),
+            Err("answer has no generated text".into())
+        );
+    }
+
+    #[test]
+    fn worker_text_is_bounded_and_printable() {
+        let long = format!(r#"{{"object":"error","message":"{}"}}"#, "x".repeat(5_000));
+        let e = judge(Backend::Vllm, long.as_bytes(), true).unwrap_err();
+        assert_eq!(
+            e.len(),
+            "answer is an error object: ".len() + WORKER_TEXT_BYTES
+        );
+        assert_eq!(worker_text(b"a\nb\r\x01c"), "a b  c");
+        assert_eq!(bad_status(500, None), "status 500");
+        assert_eq!(bad_status(500, Some(b"boom\n")), "status 500: boom");
+    }
+
+    #[test]
+    fn model_ids() {
+        let body = br#"{"object":"list","data":[{"id":"meta-llama/Llama-3.1-8B","object":"model"},{"id":"x"}]}"#;
+        assert_eq!(model(body).as_deref(), Ok("meta-llama/Llama-3.1-8B"));
+        assert_eq!(
+            model(br#"{"data":[]}"#),
+            Err("answer lists no model id".into())
+        );
+        assert_eq!(
+            model(br#"{"data":[{"id":""}]}"#),
+            Err("answer lists no model id".into())
+        );
+        assert_eq!(model(b"nope"), Err("answer is not JSON".into()));
+        let at_bound = format!(
+            r#"{{"data":[{{"id":"{}"}}]}}"#,
+            "m".repeat(MAX_MODEL_ID_BYTES)
+        );
+        assert_eq!(
+            model(at_bound.as_bytes()).map(|m| m.len()),
+            Ok(MAX_MODEL_ID_BYTES)
+        );
+        // Item 5 of issue 12: a 5 MB id is refused, not kept.
+        let huge = format!(r#"{{"data":[{{"id":"{}"}}]}}"#, "m".repeat(5 << 20));
+        assert!(model(huge.as_bytes())
+            .unwrap_err()
+            .contains("longer than 128 bytes"));
+        assert!(model(br#"{"data":[{"id":"a\nb"}]}"#)
+            .unwrap_err()
+            .contains("printable"));
+    }
+
+    #[test]
+    fn too_large_says_so() {
+        assert_eq!(
+            too_large(31_981_568, 65_536),
+            "answer of 31981568 bytes is over health.max_answer_bytes (65536); not read"
+        );
+    }
+}
