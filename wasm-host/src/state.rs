@@ -164,9 +164,20 @@ pub(crate) struct HostState {
     pub after_call: Vec<AfterCall>,
     /// Imports the plugin called that this host does not implement.
     pub unimplemented_calls: Vec<String>,
+    /// How often the plugin called each `env` hostcall, plus the host's calls back into the
+    /// guest's allocator (`proxy_on_memory_allocate`) to return bytes: what a benchmark reads
+    /// to count host calls per event and per request.
+    pub host_calls: std::cell::RefCell<BTreeMap<&'static str, u64>>,
 }
 
 impl HostState {
+    /// Counts one call of `name` (see [`HostState::host_calls`]).
+    pub(crate) fn count_host_call(&self, name: &'static str) {
+        if let Ok(mut calls) = self.host_calls.try_borrow_mut() {
+            *calls.entry(name).or_insert(0) += 1;
+        }
+    }
+
     /// The context hostcalls act on: the effective context if one is set, else the current one.
     pub(crate) fn context(&self) -> u32 {
         self.effective_context.unwrap_or(self.current_context)

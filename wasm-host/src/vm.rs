@@ -160,6 +160,7 @@ impl Vm {
             clusters: setup.clusters.clone(),
             after_call: Vec::new(),
             unimplemented_calls: Vec::new(),
+            host_calls: Default::default(),
         };
         let mut store = Store::new(module.engine(), state);
         let instance = linker
