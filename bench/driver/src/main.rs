@@ -56,6 +56,8 @@ options:
                        Envoy group; `calls` counts llm-pulse's host calls (wasmtime, untimed)
   --cases A,B          only these Envoy cases (names as printed: sim-stream, static-spaced, ...)
   --probes A,B         probe group: only these probe modes (clock, get_buffer:1024, ...)
+  --variant NAME=PATH  an extra setup in the sim/static/paced groups: another llm-pulse
+                       .wasm (an ablation build, an older commit); repeatable
   --gpu-sim PATH       the gpu-sim binary of the sim group (default: beside this binary)
   --json PATH          also write the raw figures as JSON
   --no-pin             do not pin processes with taskset
@@ -81,6 +83,7 @@ struct Args {
     probes: Option<Vec<String>>,
     /// `--only calls`: the host-call counts alone.
     calls_only: bool,
+    variants: Vec<(String, PathBuf)>,
     gpu_sim: Option<PathBuf>,
     json: Option<PathBuf>,
     pin: bool,
@@ -102,6 +105,7 @@ fn parse_args() -> Result<Args> {
         cases: None,
         probes: None,
         calls_only: false,
+        variants: Vec::new(),
         gpu_sim: None,
         json: None,
         pin: true,
@@ -143,6 +147,16 @@ fn parse_args() -> Result<Args> {
             "--cases" => args.cases = Some(list(value()?)),
             "--probes" => args.probes = Some(list(value()?)),
             "--gpu-sim" => args.gpu_sim = Some(PathBuf::from(value()?)),
+            "--variant" => {
+                let v = value()?;
+                let (name, path) = v
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--variant wants NAME=PATH, got {v}"))?;
+                if !Path::new(path).is_file() {
+                    bail!("--variant {name}: {path} is missing");
+                }
+                args.variants.push((name.to_string(), PathBuf::from(path)));
+            }
             "--json" => args.json = Some(PathBuf::from(value()?)),
             "--no-pin" => args.pin = false,
             "--serve-paced" => args.serve_paced = true,
@@ -197,6 +211,8 @@ enum Filter {
     Pulse,
     /// `bench/noop-filter` with this plugin configuration.
     Module(String),
+    /// Another build of llm-pulse (`--variant`).
+    PulseAt(PathBuf),
 }
 
 #[derive(Clone, Debug)]
@@ -457,7 +473,11 @@ fn start_envoy(
     let opts = EnvoyOptions {
         concurrency: 1,
         with_filter: setup.filter != Filter::None,
-        wasm_override: matches!(setup.filter, Filter::Module(_)).then(|| noop.to_path_buf()),
+        wasm_override: match &setup.filter {
+            Filter::Module(_) => Some(noop.to_path_buf()),
+            Filter::PulseAt(path) => Some(path.clone()),
+            Filter::None | Filter::Pulse => None,
+        },
         plugin_config: match &setup.filter {
             Filter::Module(config) => config.clone(),
             _ => "{}".to_string(),
@@ -648,7 +668,15 @@ fn envoy_groups(
             }
             s
         } else {
-            standard_setups()
+            let mut s = standard_setups();
+            for (name, path) in &args.variants {
+                s.push(Setup::new(
+                    &format!("v:{name}"),
+                    &format!("(v) {name}"),
+                    Filter::PulseAt(path.clone()),
+                ));
+            }
+            s
         };
         let mut envoys: BTreeMap<String, Envoy> = BTreeMap::new();
         for s in setups.iter().chain([&counter_setup()]) {
@@ -844,7 +872,7 @@ fn print_tables(results: &[CaseResult], args: &Args, pin: bool) {
             }
             _ => "—".to_string(),
         };
-        for r in std {
+        for r in &std {
             let (cbs, body) = r.callbacks.unwrap_or((f64::NAN, f64::NAN));
             let ev = f64::from(r.events);
             out.push_str(&format!(
@@ -866,6 +894,37 @@ fn print_tables(results: &[CaseResult], args: &Args, pin: bool) {
                 range(r.diff("d", "b"), ev),
             ));
             let _ = cbs;
+        }
+    }
+    let variants: Vec<(&CaseResult, &Setup)> = std
+        .iter()
+        .flat_map(|r| {
+            r.setups
+                .iter()
+                .filter(|s| s.key.starts_with("v:"))
+                .map(move |s| (*r, s))
+        })
+        .collect();
+    if !variants.is_empty() {
+        out.push_str("\nOther builds of llm-pulse (--variant): Envoy CPU over the no-op (b) and llm-pulse (c) over them, per SSE event; medians of per-round paired differences [min, max]\n\n");
+        out.push_str("| case | build | over b µs/req | over b µs/event | c − it µs/event |\n");
+        out.push_str("| --- | --- | ---: | ---: | ---: |\n");
+        let range = |d: Option<(f64, f64, f64)>, per: f64| match d {
+            Some((m, lo, hi)) if per > 0.0 => {
+                format!("{:+.2} [{:+.2}, {:+.2}]", m / per, lo / per, hi / per)
+            }
+            _ => "—".to_string(),
+        };
+        for (r, s) in variants {
+            let ev = f64::from(r.events);
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r.name,
+                s.key.trim_start_matches("v:"),
+                range(r.diff(&s.key, "b"), 1.0),
+                range(r.diff(&s.key, "b"), ev),
+                range(r.diff("c", &s.key), ev),
+            ));
         }
     }
     for r in results.iter().filter(|r| r.group == "probe") {
