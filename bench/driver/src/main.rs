@@ -53,7 +53,8 @@ options:
   --streams N          paced cases: concurrent streams, one run = one request each (default 200)
   --itl-ms N           paced cases: inter-token latency (default 20)
   --only PART          envoy | micro | calls | sim | static | paced | probe: one part, or one
-                       Envoy group; `calls` counts llm-pulse's host calls (wasmtime, untimed)
+                       Envoy group; `calls`: llm-pulse's host calls, VM memory per stream
+                       and .wasm size (wasmtime, counted, untimed)
   --cases A,B          only these Envoy cases (names as printed: sim-stream, static-spaced, ...)
   --probes A,B         probe group: only these probe modes (clock, get_buffer:1024, ...)
   --variant NAME=PATH  an extra setup in the sim/static/paced groups: another llm-pulse
@@ -389,6 +390,17 @@ fn cases(group: &'static str, args: &Args) -> Vec<Case> {
                 ),
                 tiny(true),
                 vec!["x-bench-pacing: independent".into()],
+                t + 2,
+                true,
+            ),
+            case(
+                "paced-spaced",
+                "as paced-independent, JSON with \", \" / \": \" (Python json.dumps)".to_string(),
+                tiny(true),
+                vec![
+                    "x-bench-pacing: independent".into(),
+                    "x-bench-json: spaced".into(),
+                ],
                 t + 2,
                 true,
             ),
@@ -1393,6 +1405,9 @@ mod micro {
             let p = pulse.get(k).copied().unwrap_or_default();
             let f = floor.get(k).copied().unwrap_or_default();
             let v = [p.0, p.1, p.2, f.0, f.1, f.2];
+            if v.iter().all(|x| *x == 0.0) {
+                continue; // start-up only (define_metric, shared data)
+            }
             for (t, x) in total.iter_mut().zip(v) {
                 *t += x;
             }
@@ -1413,8 +1428,21 @@ mod micro {
         if calls_only {
             let calls_p = host_call_counts(&pulse, "{}", tokens)?;
             let calls_f = host_call_counts(noop, "\"floor\"", tokens)?;
-            print!("{}", calls_table(&calls_p, &calls_f));
-            return Ok(serde_json::json!({"host_calls": {"llm_pulse": calls_p, "floor": calls_f}}));
+            let mem_p = memory_per_stream(&pulse, 4096)?;
+            let mem_n = memory_per_stream(noop, 4096)?;
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            print!(
+                "{}\nVM memory per open stream (4096 streams, 1 in 16 with a 100 KiB prompt): \
+                 llm-pulse {mem_p:.0} bytes, no-op {mem_n:.0} bytes\n\
+                 .wasm size: llm-pulse {} bytes, no-op {} bytes\n",
+                calls_table(&calls_p, &calls_f),
+                size(&pulse),
+                size(noop)
+            );
+            return Ok(serde_json::json!({
+                "host_calls": {"llm_pulse": calls_p, "floor": calls_f},
+                "memory_per_stream_bytes": {"llm_pulse": mem_p, "noop": mem_n},
+            }));
         }
         eprintln!(
             "bench: microbenchmark: {} vs {} (no-op and floor modes) in the wasmtime harness",

@@ -7,7 +7,7 @@
 //!   one SSE event per write (TCP_NODELAY) every ITL, either all streams on one shared tick (a
 //!   batching GPU's decode step: `x-bench-pacing: batched`) or each on its own timer with its
 //!   own phase (`x-bench-pacing: independent`); `x-bench-tokens` overrides the token count
-//!   (the warm-up uses few).
+//!   (the warm-up uses few); `x-bench-json: spaced` writes Python's separators.
 //!
 //! Both run as their own processes on 127.0.0.1 (pinned with the load generator) and are
 //! killed on drop.
@@ -272,6 +272,11 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
                     let batched = header("x-bench-pacing").as_deref() != Some("independent");
+                    let style = if header("x-bench-json").as_deref() == Some("spaced") {
+                        JsonStyle::Spaced
+                    } else {
+                        JsonStyle::Compact
+                    };
                     let n_tokens: u32 = header("x-bench-tokens")
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(tokens);
@@ -306,9 +311,9 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                             own.tick().await;
                         }
                         let event = match i {
-                            0 => chat_event(None, JsonStyle::Compact),
+                            0 => chat_event(None, style),
                             i if i == n_tokens + 1 => DONE.to_string(),
-                            i => chat_event(Some(&format!(" t{}", i - 1)), JsonStyle::Compact),
+                            i => chat_event(Some(&format!(" t{}", i - 1)), style),
                         };
                         let mut frame = format!("{:x}\r\n{event}\r\n", event.len());
                         if i == n_tokens + 1 {
