@@ -178,6 +178,11 @@ impl HttpContext for HttpFilter {
         } else {
             Vec::new()
         };
+        if cfg!(feature = "bench-ablate-scan") {
+            // Benchmark ablation (filter/Cargo.toml): the copy without the scan.
+            std::hint::black_box(&chunk);
+            return Action::Continue;
+        }
         self.with_stream(|s, vm| s.on_response_body(vm, &ProxyWasmHost, &chunk, end_of_stream));
         Action::Continue
     }

@@ -386,4 +386,12 @@ impl Host {
             .ok_or_else(|| anyhow!("VM {vm} has no memory"))?;
         Ok(memory.data_size(&v.store))
     }
+
+    /// How often VM `vm`'s plugin called each hostcall so far (`env` imports by name, plus
+    /// `proxy_on_memory_allocate`: the host calling the guest's allocator to return bytes).
+    pub fn host_calls(&self, vm: usize) -> Result<BTreeMap<String, u64>> {
+        let v = self.vm(vm)?;
+        let calls = v.store.data().host_calls.borrow();
+        Ok(calls.iter().map(|(k, n)| (k.to_string(), *n)).collect())
+    }
 }

@@ -91,6 +91,9 @@ fn alloc(caller: &mut Ctx<'_>, len: usize) -> HostResult<i32> {
         trap("the module exports neither proxy_on_memory_allocate nor malloc".to_string())
     })?;
     let len = i32::try_from(len).map_err(|_| Status::InvalidMemoryAccess)?;
+    caller
+        .data()
+        .count_host_call("proxy_on_memory_allocate (host calls the guest)");
     let ptr = allocator.call(&mut *caller, len).map_err(HostError::Trap)?;
     if ptr == 0 {
         return Err(Status::InvalidMemoryAccess.into());

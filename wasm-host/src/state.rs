@@ -166,9 +166,20 @@ pub(crate) struct HostState {
     pub unimplemented_calls: Vec<String>,
     /// Bytes of callout response bodies copied into this VM (`proxy_get_buffer_bytes`).
     pub call_response_bytes_read: u64,
+    /// How often the plugin called each `env` hostcall, plus the host's calls back into the
+    /// guest's allocator (`proxy_on_memory_allocate`) to return bytes: what a benchmark reads
+    /// to count host calls per event and per request.
+    pub host_calls: std::cell::RefCell<BTreeMap<&'static str, u64>>,
 }
 
 impl HostState {
+    /// Counts one call of `name` (see [`HostState::host_calls`]).
+    pub(crate) fn count_host_call(&self, name: &'static str) {
+        if let Ok(mut calls) = self.host_calls.try_borrow_mut() {
+            *calls.entry(name).or_insert(0) += 1;
+        }
+    }
+
     /// The context hostcalls act on: the effective context if one is set, else the current one.
     pub(crate) fn context(&self) -> u32 {
         self.effective_context.unwrap_or(self.current_context)

@@ -161,6 +161,7 @@ impl Vm {
             after_call: Vec::new(),
             unimplemented_calls: Vec::new(),
             call_response_bytes_read: 0,
+            host_calls: Default::default(),
         };
         let mut store = Store::new(module.engine(), state);
         let instance = linker

@@ -1,20 +1,34 @@
 //! `bench`: what llm-pulse costs, measured (`scripts/bench` builds and runs it; see
 //! `docs/benchmarks.md`). Two parts:
 //!
-//! - `envoy`: four Envoys on this machine, (a) without a wasm filter, (b) with the no-op
-//!   proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse, (d) with the same module as
-//!   (b) in its "floor" mode (copies each response chunk into the VM and records one histogram
-//!   sample per SSE event: the host calls any per-token meter must make), all behind one `gpu-sim`
-//!   process with zero artificial delay, loaded in turn (interleaved, order rotated per round)
-//!   by `h2load` at fixed concurrency. Per run: requests/s, tokens/s, latency p50/p99 (from
-//!   h2load's per-request log), and Envoy CPU seconds per 1,000 requests (utime+stime deltas
-//!   of `/proc/<pid>/stat`). Medians over rounds; ratios c/a and c/b, CPU c−b and d−b.
-//! - `micro`: the real `.wasm` files in the wasmtime harness (`wasm_host`): time
-//!   per SSE event, per request and per 100 KiB request body, llm-pulse minus the no-op filter
-//!   on the same harness calls (so the harness's own cost cancels out), and wasm memory per
-//!   open stream.
+//! - `envoy`: Envoys on this machine, `--concurrency 1`, pinned to CPU 0: (a) without a wasm
+//!   filter, (b) with the no-op proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse,
+//!   (d) with the same module as (b) in its "floor" mode (copies each response chunk into the
+//!   VM, reads the clock, records one histogram sample per SSE event: the host calls any
+//!   per-token meter must make), loaded in turn (interleaved, order rotated per round) by
+//!   `h2load`. Case groups, each with its own upstream (pinned with h2load on the other CPUs):
+//!   - `sim`: `gpu-sim` with zero delay (many events per read, whatever the load allows);
+//!   - `static`: nginx serving recorded answers as static files (the whole answer at once:
+//!     many events per read), JSON compact and with Python's `", "`/`": "` separators, unary,
+//!     and a 100 KiB prompt;
+//!   - `paced`: many concurrent streams (`--streams`, default 200) at `--itl-ms` (20) from a
+//!     paced worker (`upstreams.rs`), one event per write: batched arrivals (every stream on one
+//!     tick, as a GPU's decode step) and independent ones (a timer per stream);
+//!   - `probe`: the price of each host-call kind in Envoy's V8 (probe modes of the no-op
+//!     module, `bench/noop-filter`): CPU over the no-op divided by the calls it made.
+//!
+//!   Per run: Envoy CPU (utime+stime deltas of `/proc/<pid>/stat`); medians over rounds; per
+//!   case the CPU per request and per SSE event of llm-pulse over the no-op and over the floor.
+//!   A callback-counting probe runs once per case beside them: response body callbacks per
+//!   request, so events per read are known, not assumed.
+//! - `micro`: the real `.wasm` files in the wasmtime harness (`wasm_host`): time per SSE event,
+//!   per request and per 100 KiB request body, llm-pulse minus the no-op filter on the same
+//!   harness calls (so the harness's own cost cancels out), wasm memory per open stream, and
+//!   the host calls llm-pulse makes per event and per request, by kind (counted, not timed).
 //!
 //! A benchmark, not a test: it asserts nothing about speed.
+
+mod upstreams;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -24,6 +38,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use host_tests::envoy::{Envoy, EnvoyOptions};
+use upstreams::JsonStyle;
 
 const USAGE: &str = "\
 usage: bench [options]
@@ -31,13 +46,28 @@ usage: bench [options]
 options:
   --noop-wasm PATH     the no-op filter's .wasm (required; scripts/bench builds it)
   --rounds N           interleaved rounds per case (default 5)
-  --seconds S          target length of one load run in seconds (default 2.5)
+  --seconds S          target length of one load run in seconds (default 2.5; paced runs
+                       last as long as their streams: tokens x ITL)
   --concurrency N      h2load connections, one request in flight each (default 8)
   --tokens N           output tokens per response (default 256)
-  --only envoy|micro   run one part only
+  --streams N          paced cases: concurrent streams, one run = one request each (default 200)
+  --itl-ms N           paced cases: inter-token latency (default 20)
+  --only PART          envoy | micro | calls | sim | static | paced | probe: one part, or one
+                       Envoy group; `calls`: llm-pulse's host calls, VM memory per stream
+                       and .wasm size (wasmtime, counted, untimed)
+  --cases A,B          only these Envoy cases (names as printed: sim-stream, static-spaced, ...)
+  --probes A,B         probe group: only these probe modes (clock, get_buffer:1024, ...)
+  --variant NAME=PATH  an extra setup in the sim/static/paced groups: another llm-pulse
+                       .wasm (an ablation build, an older commit); repeatable
+  --gpu-sim PATH       the gpu-sim binary of the sim group (default: beside this binary)
   --json PATH          also write the raw figures as JSON
   --no-pin             do not pin processes with taskset
+
+  --serve-paced        (internal) run the paced upstream: --tokens, --itl-ms
 ";
+
+/// Envoy case groups, in the order they run.
+const GROUPS: [&str; 4] = ["sim", "static", "paced", "probe"];
 
 struct Args {
     noop_wasm: PathBuf,
@@ -45,10 +75,20 @@ struct Args {
     seconds: f64,
     concurrency: u32,
     tokens: u32,
+    streams: u32,
+    itl_ms: u64,
     envoy: bool,
     micro: bool,
+    groups: Vec<&'static str>,
+    cases: Option<Vec<String>>,
+    probes: Option<Vec<String>>,
+    /// `--only calls`: the host-call counts alone.
+    calls_only: bool,
+    variants: Vec<(String, PathBuf)>,
+    gpu_sim: Option<PathBuf>,
     json: Option<PathBuf>,
     pin: bool,
+    serve_paced: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -58,11 +98,21 @@ fn parse_args() -> Result<Args> {
         seconds: 2.5,
         concurrency: 8,
         tokens: 256,
+        streams: 200,
+        itl_ms: 20,
         envoy: true,
         micro: true,
+        groups: GROUPS.to_vec(),
+        cases: None,
+        probes: None,
+        calls_only: false,
+        variants: Vec::new(),
+        gpu_sim: None,
         json: None,
         pin: true,
+        serve_paced: false,
     };
+    let list = |v: String| v.split(',').map(|s| s.trim().to_string()).collect();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| anyhow!("{flag} needs a value"));
@@ -76,15 +126,46 @@ fn parse_args() -> Result<Args> {
             "--seconds" => args.seconds = value()?.parse()?,
             "--concurrency" => args.concurrency = value()?.parse()?,
             "--tokens" => args.tokens = value()?.parse()?,
+            "--streams" => args.streams = value()?.parse()?,
+            "--itl-ms" => args.itl_ms = value()?.parse()?,
             "--only" => match value()?.as_str() {
                 "envoy" => args.micro = false,
                 "micro" => args.envoy = false,
-                other => bail!("--only: want envoy or micro, got {other}"),
+                "calls" => {
+                    args.envoy = false;
+                    args.calls_only = true;
+                }
+                other => match GROUPS.iter().find(|g| **g == other) {
+                    Some(g) => {
+                        args.micro = false;
+                        args.groups = vec![*g];
+                    }
+                    None => {
+                        bail!("--only: want envoy, micro, sim, static, paced or probe, got {other}")
+                    }
+                },
             },
+            "--cases" => args.cases = Some(list(value()?)),
+            "--probes" => args.probes = Some(list(value()?)),
+            "--gpu-sim" => args.gpu_sim = Some(PathBuf::from(value()?)),
+            "--variant" => {
+                let v = value()?;
+                let (name, path) = v
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--variant wants NAME=PATH, got {v}"))?;
+                if !Path::new(path).is_file() {
+                    bail!("--variant {name}: {path} is missing");
+                }
+                args.variants.push((name.to_string(), PathBuf::from(path)));
+            }
             "--json" => args.json = Some(PathBuf::from(value()?)),
             "--no-pin" => args.pin = false,
+            "--serve-paced" => args.serve_paced = true,
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
+    }
+    if args.serve_paced {
+        return Ok(args);
     }
     if !args.noop_wasm.is_file() {
         bail!(
@@ -92,21 +173,24 @@ fn parse_args() -> Result<Args> {
             args.noop_wasm.display()
         );
     }
-    if args.rounds == 0 {
-        bail!("--rounds must be at least 1");
+    if args.rounds == 0 || args.streams == 0 || args.tokens == 0 {
+        bail!("--rounds, --streams and --tokens must be at least 1");
     }
     Ok(args)
 }
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.serve_paced {
+        return upstreams::serve_paced(args.tokens, Duration::from_millis(args.itl_ms.max(1)));
+    }
     let mut json = serde_json::Map::new();
     if args.envoy {
         let results = envoy_bench(&args)?;
         json.insert("envoy".into(), results);
     }
     if args.micro {
-        let results = micro::run(&args.noop_wasm, args.tokens)?;
+        let results = micro::run(&args.noop_wasm, args.tokens, args.calls_only)?;
         json.insert("micro".into(), results);
     }
     if let Some(path) = &args.json {
@@ -119,70 +203,224 @@ fn main() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Envoy end to end
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Setup {
-    A,
-    B,
-    C,
-    D,
+/// What runs in one Envoy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Filter {
+    /// No wasm filter at all.
+    None,
+    /// llm-pulse (`host_tests::artifacts::wasm_path`, or `LLM_PULSE_WASM`).
+    Pulse,
+    /// `bench/noop-filter` with this plugin configuration.
+    Module(String),
+    /// Another build of llm-pulse (`--variant`).
+    PulseAt(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+struct Setup {
+    key: String,
+    label: String,
+    filter: Filter,
 }
 
 impl Setup {
-    const ALL: [Setup; 4] = [Setup::A, Setup::B, Setup::C, Setup::D];
-    fn label(self) -> &'static str {
-        match self {
-            Setup::A => "(a) no wasm",
-            Setup::B => "(b) no-op wasm",
-            Setup::C => "(c) llm-pulse",
-            Setup::D => "(d) host-call floor",
-        }
-    }
-    fn key(self) -> &'static str {
-        match self {
-            Setup::A => "a",
-            Setup::B => "b",
-            Setup::C => "c",
-            Setup::D => "d",
+    fn new(key: &str, label: &str, filter: Filter) -> Setup {
+        Setup {
+            key: key.to_string(),
+            label: label.to_string(),
+            filter,
         }
     }
 }
+
+fn standard_setups() -> Vec<Setup> {
+    vec![
+        Setup::new("a", "(a) no wasm", Filter::None),
+        Setup::new("b", "(b) no-op wasm", Filter::Module("{}".into())),
+        Setup::new("c", "(c) llm-pulse", Filter::Pulse),
+        Setup::new(
+            "d",
+            "(d) host-call floor",
+            Filter::Module("\"floor\"".into()),
+        ),
+    ]
+}
+
+/// Runs once per case beside the others, not timed: callbacks per request.
+fn counter_setup() -> Setup {
+    Setup::new(
+        "e",
+        "(e) callback counter",
+        Filter::Module("\"probe:callbacks\"".into()),
+    )
+}
+
+/// The probe modes of `bench/noop-filter` (its doc says what each does).
+const PROBES: &[&str] = &[
+    "clock",
+    "record_metric",
+    "increment_metric",
+    "get_property",
+    "set_property",
+    "header",
+    "get_buffer:64",
+    "get_buffer:1024",
+    "get_buffer:16384",
+];
 
 struct Case {
-    name: &'static str,
+    name: String,
+    group: &'static str,
     what: String,
     body: Vec<u8>,
+    /// Extra request headers (which file nginx serves, the paced worker's pacing).
+    headers: Vec<String>,
+    /// SSE events per response (0: unary).
+    events: u32,
+    /// A paced case: `--streams` connections, one request each, per run.
+    paced: bool,
 }
 
-fn cases(tokens: u32) -> Vec<Case> {
-    let request = |content: &str, stream: bool| {
-        serde_json::json!({
-            "model": "bench-model",
-            "messages": [{"role": "user", "content": content}],
-            "stream": stream,
-            "max_tokens": tokens,
-        })
-        .to_string()
-        .into_bytes()
-    };
+fn chat_request(content: &str, stream: bool, tokens: u32) -> Vec<u8> {
+    serde_json::json!({
+        "model": "bench-model",
+        "messages": [{"role": "user", "content": content}],
+        "stream": stream,
+        "max_tokens": tokens,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn cases(group: &'static str, args: &Args) -> Vec<Case> {
+    let t = args.tokens;
+    let tiny = |stream| chat_request("hello", stream, t);
     // 100 KiB of prompt: 20,480 five-byte words.
-    let prompt = "word ".repeat(100 * 1024 / 5);
-    vec![
-        Case {
-            name: "stream",
-            what: format!("chat, stream, {tokens} tokens, tiny prompt"),
-            body: request("hello", true),
-        },
-        Case {
-            name: "unary",
-            what: format!("chat, unary, {tokens} tokens, tiny prompt"),
-            body: request("hello", false),
-        },
-        Case {
-            name: "prompt100k",
-            what: format!("chat, stream, {tokens} tokens, 100 KiB prompt"),
-            body: request(&prompt, true),
-        },
-    ]
+    let big = || chat_request(&"word ".repeat(100 * 1024 / 5), true, t);
+    let file = |name: &str| vec![format!("x-bench-file: {name}")];
+    let case = |name: &str, what: String, body, headers, events, paced| Case {
+        name: name.to_string(),
+        group,
+        what,
+        body,
+        headers,
+        events,
+        paced,
+    };
+    let all = match group {
+        "sim" => vec![
+            case(
+                "sim-stream",
+                format!("gpu-sim, no delay, chat stream, {t} tokens"),
+                tiny(true),
+                vec![],
+                t + 2,
+                false,
+            ),
+            case(
+                "sim-unary",
+                format!("gpu-sim, chat unary, {t} tokens"),
+                tiny(false),
+                vec![],
+                0,
+                false,
+            ),
+            case(
+                "sim-prompt100k",
+                format!("gpu-sim, no delay, chat stream, {t} tokens, 100 KiB prompt"),
+                big(),
+                vec![],
+                t + 2,
+                false,
+            ),
+        ],
+        "static" => vec![
+            case(
+                "static-compact",
+                format!("nginx static file, compact JSON, {t} tokens"),
+                tiny(true),
+                file("compact.sse"),
+                t + 2,
+                false,
+            ),
+            case(
+                "static-spaced",
+                format!(
+                    "nginx static file, JSON with \", \" / \": \" (Python json.dumps), {t} tokens"
+                ),
+                tiny(true),
+                file("spaced.sse"),
+                t + 2,
+                false,
+            ),
+            case(
+                "static-unary",
+                format!("nginx static file, chat unary, {t} tokens"),
+                tiny(false),
+                file("unary.json"),
+                0,
+                false,
+            ),
+            case(
+                "static-prompt100k",
+                format!("nginx static file, compact JSON, {t} tokens, 100 KiB prompt"),
+                big(),
+                file("compact.sse"),
+                t + 2,
+                false,
+            ),
+        ],
+        "paced" => vec![
+            case(
+                "paced-batched",
+                format!(
+                    "{} streams, {t} tokens at {} ms ITL, all on one tick (a decode step)",
+                    args.streams, args.itl_ms
+                ),
+                tiny(true),
+                vec!["x-bench-pacing: batched".into()],
+                t + 2,
+                true,
+            ),
+            case(
+                "paced-independent",
+                format!(
+                    "{} streams, {t} tokens at {} ms ITL, a timer per stream",
+                    args.streams, args.itl_ms
+                ),
+                tiny(true),
+                vec!["x-bench-pacing: independent".into()],
+                t + 2,
+                true,
+            ),
+            case(
+                "paced-spaced",
+                "as paced-independent, JSON with \", \" / \": \" (Python json.dumps)".to_string(),
+                tiny(true),
+                vec![
+                    "x-bench-pacing: independent".into(),
+                    "x-bench-json: spaced".into(),
+                ],
+                t + 2,
+                true,
+            ),
+        ],
+        _ => vec![case(
+            "probe",
+            "nginx static 64 KiB answer; the probe modes' host calls per request".into(),
+            tiny(false),
+            file("probe.bin"),
+            0,
+            false,
+        )],
+    };
+    all.into_iter()
+        .filter(|c| {
+            args.cases
+                .as_ref()
+                .is_none_or(|only| only.contains(&c.name))
+        })
+        .collect()
 }
 
 /// One h2load run on one Envoy.
@@ -197,8 +435,123 @@ struct Run {
 }
 
 impl Run {
-    fn cpu_per_1000(&self) -> f64 {
-        self.cpu_s / self.requests as f64 * 1000.0
+    fn cpu_us_per_request(&self) -> f64 {
+        self.cpu_s / self.requests as f64 * 1e6
+    }
+}
+
+/// The upstream of a group, kept alive while its Envoys run.
+enum Upstream {
+    Sim(Sim),
+    Nginx(upstreams::Nginx),
+    Paced(upstreams::Paced),
+}
+
+impl Upstream {
+    fn addr(&self) -> std::net::SocketAddr {
+        match self {
+            Upstream::Sim(s) => s.addr,
+            Upstream::Nginx(n) => n.addr,
+            Upstream::Paced(p) => p.addr,
+        }
+    }
+}
+
+/// `bench_probe_*` counters of a probe Envoy: (requests, calls, bytes).
+fn probe_counters(envoy: &Envoy) -> Result<(u64, u64, u64)> {
+    let stats = envoy.admin_get("/stats?filter=bench_probe_")?;
+    let get = |name: &str| {
+        stats
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                k.ends_with(name).then(|| v.trim().parse::<u64>().ok())?
+            })
+            .unwrap_or(0)
+    };
+    Ok((
+        get("bench_probe_requests"),
+        get("bench_probe_calls"),
+        get("bench_probe_bytes"),
+    ))
+}
+
+fn start_envoy(
+    setup: &Setup,
+    upstream: std::net::SocketAddr,
+    noop: &Path,
+    pin_cpus: &str,
+) -> Result<Envoy> {
+    let opts = EnvoyOptions {
+        concurrency: 1,
+        with_filter: setup.filter != Filter::None,
+        wasm_override: match &setup.filter {
+            Filter::Module(_) => Some(noop.to_path_buf()),
+            Filter::PulseAt(path) => Some(path.clone()),
+            Filter::None | Filter::Pulse => None,
+        },
+        plugin_config: match &setup.filter {
+            Filter::Module(config) => config.clone(),
+            _ => "{}".to_string(),
+        },
+        stats_flush: Duration::from_secs(5),
+        log_level: "warn".to_string(),
+        ..EnvoyOptions::new(upstream)
+    };
+    let envoy = Envoy::start(&opts).with_context(|| format!("starting {}", setup.label))?;
+    if !pin_cpus.is_empty() {
+        let ok = Command::new("taskset")
+            .args(["-a", "-p", "-c", pin_cpus, &envoy.pid().to_string()])
+            .stdout(Stdio::null())
+            .status()?
+            .success();
+        if !ok {
+            bail!("taskset could not pin Envoy {}", envoy.pid());
+        }
+    }
+    eprintln!(
+        "bench: {} on {} (pid {})",
+        setup.label,
+        envoy.listener,
+        envoy.pid()
+    );
+    Ok(envoy)
+}
+
+/// The figures of one case.
+struct CaseResult {
+    name: String,
+    group: &'static str,
+    what: String,
+    events: u32,
+    setups: Vec<Setup>,
+    /// Runs per setup key, in round order.
+    runs: BTreeMap<String, Vec<Run>>,
+    /// From the callback counter: (callbacks, response body callbacks) per request.
+    callbacks: Option<(f64, f64)>,
+    /// Probe setups: (calls per request, bytes per call).
+    probe_calls: BTreeMap<String, (f64, f64)>,
+}
+
+impl CaseResult {
+    fn cpu(&self, key: &str) -> Option<f64> {
+        self.runs
+            .get(key)
+            .map(|r| median(r.iter().map(Run::cpu_us_per_request)))
+    }
+
+    /// Median and range over rounds of the paired difference `x − y` (same round, adjacent
+    /// runs), µs per request.
+    fn diff(&self, x: &str, y: &str) -> Option<(f64, f64, f64)> {
+        let (rx, ry) = (self.runs.get(x)?, self.runs.get(y)?);
+        let d: Vec<f64> = rx
+            .iter()
+            .zip(ry)
+            .map(|(a, b)| a.cpu_us_per_request() - b.cpu_us_per_request())
+            .collect();
+        let lo = d.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = d.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((median(d.into_iter()), lo, hi))
     }
 }
 
@@ -208,215 +561,434 @@ fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
     })?;
     let cpus = online_cpus();
     let pin = args.pin && cpus >= 2 && which("taskset").is_some();
-    // Envoy (one worker thread) alone on CPU 0; load generator and worker share the rest.
+    // Envoy (one worker thread) alone on CPU 0; load generator and upstream share the rest.
     let (envoy_cpus, load_cpus) = if pin {
         ("0".to_string(), format!("1-{}", cpus - 1))
     } else {
         (String::new(), String::new())
     };
     let tck = clock_ticks()?;
-
-    let sim_bin = sibling_exe("gpu-sim")?;
-    let mut sim = Sim::start(&sim_bin, &load_cpus, args.tokens)?;
-    eprintln!("bench: gpu-sim at {} (pid {})", sim.addr, sim.child.id());
-
-    let mut envoys = BTreeMap::new();
-    for setup in Setup::ALL {
-        let opts = EnvoyOptions {
-            concurrency: 1,
-            with_filter: setup != Setup::A,
-            // (b) and (d) are the same module: no-op, or the floor of per-token metering
-            // (bench/noop-filter/src/lib.rs says what that does).
-            wasm_override: matches!(setup, Setup::B | Setup::D).then(|| args.noop_wasm.clone()),
-            plugin_config: if setup == Setup::D { "\"floor\"" } else { "{}" }.to_string(),
-            stats_flush: Duration::from_secs(5),
-            log_level: "warn".to_string(),
-            ..EnvoyOptions::new(sim.addr)
-        };
-        let envoy = Envoy::start(&opts).with_context(|| format!("starting {}", setup.label()))?;
-        if pin {
-            let ok = Command::new("taskset")
-                .args(["-a", "-p", "-c", &envoy_cpus, &envoy.pid().to_string()])
-                .stdout(Stdio::null())
-                .status()?
-                .success();
-            if !ok {
-                bail!("taskset could not pin Envoy {}", envoy.pid());
-            }
-        }
-        eprintln!(
-            "bench: {} on {} (pid {})",
-            setup.label(),
-            envoy.listener,
-            envoy.pid()
-        );
-        envoys.insert(setup, envoy);
-    }
-
     let dir = std::env::temp_dir().join(format!("llm-pulse-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let mut all = serde_json::Map::new();
-    let mut table = Vec::new();
-    for case in cases(args.tokens) {
-        let body_path = dir.join(format!("{}.json", case.name));
-        std::fs::write(&body_path, &case.body)?;
-        let load = |setup: Setup, n: u64| -> Result<Run> {
-            let envoy = &envoys[&setup];
-            run_h2load(
-                &h2load,
-                &load_cpus,
-                envoy,
-                &body_path,
-                &dir.join("h2load.log"),
-                n,
-                args.concurrency,
-                tck,
-            )
-        };
-        // Warm-up on every Envoy (connections, VM, metric ids); calibrate the run length on
-        // the slowest setup so every run of the case does the same fixed number of requests.
-        let mut slowest = f64::MAX;
-        for setup in Setup::ALL {
-            let w = load(setup, u64::from(args.concurrency) * 40)?;
-            slowest = slowest.min(w.rps);
-        }
-        let n = ((slowest * args.seconds) as u64).max(u64::from(args.concurrency) * 50);
-        eprintln!(
-            "bench: case {}: {} requests per run, {} rounds",
-            case.name, n, args.rounds
-        );
-        let mut runs: BTreeMap<Setup, Vec<Run>> = BTreeMap::new();
-        for round in 0..args.rounds {
-            for k in 0..Setup::ALL.len() {
-                let setup = Setup::ALL[(round + k) % Setup::ALL.len()];
-                let r = load(setup, n)?;
-                eprintln!(
-                    "bench:   round {round} {}: {:.0} req/s p50 {:.0} µs p99 {:.0} µs cpu {:.3} s/1k",
-                    setup.label(),
-                    r.rps,
-                    r.p50_us,
-                    r.p99_us,
-                    r.cpu_per_1000()
-                );
-                runs.entry(setup).or_default().push(r);
-            }
-        }
-        for envoy in envoys.values_mut() {
-            if !envoy.is_running() {
-                bail!("an Envoy died during the bench:\n{}", envoy.log());
-            }
-        }
-        let med = |setup: Setup, f: &dyn Fn(&Run) -> f64| median(runs[&setup].iter().map(f));
-        let mut case_json = serde_json::Map::new();
-        for setup in Setup::ALL {
-            let row = Row {
-                case: case.name,
-                setup,
-                rps: med(setup, &|r| r.rps),
-                p50: med(setup, &|r| r.p50_us),
-                p99: med(setup, &|r| r.p99_us),
-                cpu: med(setup, &|r| r.cpu_per_1000()),
-                tokens: args.tokens,
-            };
-            case_json.insert(
-                setup.key().into(),
-                serde_json::json!({
-                    "requests_per_run": n,
-                    "rps_median": row.rps,
-                    "tokens_per_s_median": row.rps * f64::from(args.tokens),
-                    "p50_us_median": row.p50,
-                    "p99_us_median": row.p99,
-                    "envoy_cpu_s_per_1000_median": row.cpu,
-                    "runs": runs[&setup].iter().map(|r| serde_json::json!({
-                        "rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
-                        "cpu_s": r.cpu_s, "requests": r.requests, "seconds": r.seconds,
-                    })).collect::<Vec<_>>(),
-                }),
-            );
-            table.push(row);
-        }
-        case_json.insert("what".into(), case.what.clone().into());
-        all.insert(case.name.into(), case_json.into());
-    }
-    // Sanity: llm-pulse did measure the traffic (its counters exist in (c) only).
-    let stats = envoys[&Setup::C].admin_get("/stats?filter=output_tokens_total")?;
-    let counted: u64 = stats
-        .lines()
-        .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
-        .sum();
-    eprintln!("bench: llm-pulse counted {counted} output tokens in (c)");
-    drop(envoys);
-    sim.stop();
+    let result = envoy_groups(args, &h2load, &envoy_cpus, &load_cpus, tck, &dir);
     let _ = std::fs::remove_dir_all(&dir);
-
-    print_table(&table, args, pin);
+    let results = result?;
+    print_tables(&results, args, pin);
+    let mut all = serde_json::Map::new();
+    for r in &results {
+        let mut case = serde_json::Map::new();
+        case.insert("what".into(), r.what.clone().into());
+        case.insert("sse_events_per_request".into(), r.events.into());
+        if let Some((cb, body)) = r.callbacks {
+            case.insert("callbacks_per_request".into(), cb.into());
+            case.insert("response_body_callbacks_per_request".into(), body.into());
+        }
+        for s in &r.setups {
+            let runs = &r.runs[&s.key];
+            let mut v = serde_json::json!({
+                "label": s.label,
+                "envoy_cpu_us_per_request_median": r.cpu(&s.key),
+                "rps_median": median(runs.iter().map(|r| r.rps)),
+                "p50_us_median": median(runs.iter().map(|r| r.p50_us)),
+                "p99_us_median": median(runs.iter().map(|r| r.p99_us)),
+                "runs": runs.iter().map(|r| serde_json::json!({
+                    "rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
+                    "cpu_s": r.cpu_s, "requests": r.requests, "seconds": r.seconds,
+                })).collect::<Vec<_>>(),
+            });
+            if let Some((calls, bytes)) = r.probe_calls.get(&s.key) {
+                v["calls_per_request"] = (*calls).into();
+                v["bytes_per_call"] = (*bytes).into();
+            }
+            case.insert(s.key.clone(), v);
+        }
+        all.insert(r.name.clone(), case.into());
+    }
     all.insert("pinned".into(), pin.into());
     all.insert("concurrency".into(), args.concurrency.into());
-    all.insert("output_tokens_counted_by_c".into(), counted.into());
     Ok(all.into())
 }
 
-struct Row {
-    case: &'static str,
-    setup: Setup,
-    rps: f64,
-    p50: f64,
-    p99: f64,
-    cpu: f64,
-    tokens: u32,
+fn envoy_groups(
+    args: &Args,
+    h2load: &Path,
+    envoy_cpus: &str,
+    load_cpus: &str,
+    tck: f64,
+    dir: &Path,
+) -> Result<Vec<CaseResult>> {
+    let mut results = Vec::new();
+    for group in &args.groups {
+        let group_cases = cases(group, args);
+        if group_cases.is_empty() {
+            continue;
+        }
+        let upstream = match *group {
+            "sim" => {
+                let bin = match &args.gpu_sim {
+                    Some(p) => p.clone(),
+                    None => sibling_exe("gpu-sim")?,
+                };
+                Upstream::Sim(Sim::start(&bin, load_cpus, args.tokens)?)
+            }
+            "paced" => Upstream::Paced(upstreams::Paced::start(
+                load_cpus,
+                args.tokens,
+                args.itl_ms,
+            )?),
+            _ => {
+                let files: Vec<(&str, Vec<u8>)> = vec![
+                    (
+                        "compact.sse",
+                        upstreams::sse_answer(args.tokens, JsonStyle::Compact).into_bytes(),
+                    ),
+                    (
+                        "spaced.sse",
+                        upstreams::sse_answer(args.tokens, JsonStyle::Spaced).into_bytes(),
+                    ),
+                    (
+                        "unary.json",
+                        upstreams::unary_answer(args.tokens).into_bytes(),
+                    ),
+                    ("probe.bin", vec![b'x'; 64 * 1024]),
+                ];
+                Upstream::Nginx(upstreams::Nginx::start(
+                    &dir.join("nginx"),
+                    load_cpus,
+                    &files,
+                )?)
+            }
+        };
+        eprintln!("bench: group {group}: upstream on {}", upstream.addr());
+        let setups: Vec<Setup> = if *group == "probe" {
+            let mut s = vec![
+                Setup::new("a", "(a) no wasm", Filter::None),
+                Setup::new("b", "(b) no-op wasm", Filter::Module("{}".into())),
+            ];
+            for p in PROBES {
+                if args
+                    .probes
+                    .as_ref()
+                    .is_none_or(|only| only.iter().any(|o| o == p))
+                {
+                    s.push(Setup::new(
+                        &format!("probe:{p}"),
+                        &format!("probe {p}"),
+                        Filter::Module(format!("\"probe:{p}\"")),
+                    ));
+                }
+            }
+            s
+        } else {
+            let mut s = standard_setups();
+            for (name, path) in &args.variants {
+                s.push(Setup::new(
+                    &format!("v:{name}"),
+                    &format!("(v) {name}"),
+                    Filter::PulseAt(path.clone()),
+                ));
+            }
+            s
+        };
+        let mut envoys: BTreeMap<String, Envoy> = BTreeMap::new();
+        for s in setups.iter().chain([&counter_setup()]) {
+            envoys.insert(
+                s.key.clone(),
+                start_envoy(s, upstream.addr(), &args.noop_wasm, envoy_cpus)?,
+            );
+        }
+        for case in group_cases {
+            results.push(run_case(
+                args,
+                h2load,
+                load_cpus,
+                tck,
+                dir,
+                &case,
+                &setups,
+                &mut envoys,
+            )?);
+        }
+        drop(envoys);
+        drop(upstream);
+    }
+    Ok(results)
 }
 
-fn print_table(rows: &[Row], args: &Args, pin: bool) {
+#[allow(clippy::too_many_arguments)]
+fn run_case(
+    args: &Args,
+    h2load: &Path,
+    load_cpus: &str,
+    tck: f64,
+    dir: &Path,
+    case: &Case,
+    setups: &[Setup],
+    envoys: &mut BTreeMap<String, Envoy>,
+) -> Result<CaseResult> {
+    let body_path = dir.join(format!("{}.json", case.name));
+    std::fs::write(&body_path, &case.body)?;
+    let log = dir.join("h2load.log");
+    let load = |key: &str, n: u64, c: u32, extra: &[String]| -> Result<Run> {
+        let mut headers = case.headers.clone();
+        headers.extend_from_slice(extra);
+        run_h2load(
+            h2load,
+            load_cpus,
+            &envoys[key],
+            &body_path,
+            &log,
+            n,
+            c,
+            &headers,
+            tck,
+        )
+    };
+    // Warm-up on every Envoy (connections, VM, V8's tiers, metric ids); calibrate the run
+    // length on the slowest setup so every run of the case does the same number of requests.
+    let (n, c) = if case.paced {
+        let streams = u64::from(args.streams);
+        for s in setups.iter().chain([&counter_setup()]) {
+            load(&s.key, streams, args.streams, &["x-bench-tokens: 4".into()])?;
+        }
+        (streams, args.streams)
+    } else {
+        let mut slowest = f64::MAX;
+        for s in setups.iter().chain([&counter_setup()]) {
+            let w = load(
+                &s.key,
+                u64::from(args.concurrency) * 40,
+                args.concurrency,
+                &[],
+            )?;
+            slowest = slowest.min(w.rps);
+        }
+        let n = ((slowest * args.seconds) as u64).max(u64::from(args.concurrency) * 50);
+        (n, args.concurrency)
+    };
+    eprintln!(
+        "bench: case {}: {} requests per run (h2load -c {c}), {} rounds",
+        case.name, n, args.rounds
+    );
+    // Callbacks per request: one run of the counter (not timed).
+    let callbacks = {
+        let e = &envoys["e"];
+        let (r0, c0, b0) = probe_counters(e)?;
+        load("e", n, c, &[])?;
+        let (r1, c1, b1) = probe_counters(e)?;
+        let reqs = (r1 - r0).max(1) as f64;
+        Some(((c1 - c0) as f64 / reqs, (b1 - b0) as f64 / reqs))
+    };
+    let probe_before: BTreeMap<String, (u64, u64, u64)> = setups
+        .iter()
+        .filter(|s| s.key.starts_with("probe:"))
+        .map(|s| Ok((s.key.clone(), probe_counters(&envoys[&s.key])?)))
+        .collect::<Result<_>>()?;
+    let mut runs: BTreeMap<String, Vec<Run>> = BTreeMap::new();
+    for round in 0..args.rounds {
+        for k in 0..setups.len() {
+            let s = &setups[(round + k) % setups.len()];
+            let r = load(&s.key, n, c, &[])?;
+            eprintln!(
+                "bench:   round {round} {}: {:.0} req/s p50 {:.0} µs p99 {:.0} µs cpu {:.1} µs/req",
+                s.label,
+                r.rps,
+                r.p50_us,
+                r.p99_us,
+                r.cpu_us_per_request()
+            );
+            runs.entry(s.key.clone()).or_default().push(r);
+        }
+    }
+    for (key, envoy) in envoys.iter_mut() {
+        if !envoy.is_running() {
+            bail!("Envoy {key} died during the bench:\n{}", envoy.log());
+        }
+    }
+    let mut probe_calls = BTreeMap::new();
+    for (key, (r0, c0, b0)) in probe_before {
+        let (r1, c1, b1) = probe_counters(&envoys[&key])?;
+        let calls = (c1 - c0) as f64;
+        probe_calls.insert(
+            key,
+            (
+                calls / (r1 - r0).max(1) as f64,
+                (b1 - b0) as f64 / calls.max(1.0),
+            ),
+        );
+    }
+    if setups.iter().any(|s| s.key == "c") {
+        // Sanity: llm-pulse did measure the traffic.
+        let stats = envoys["c"].admin_get("/stats?filter=output_tokens_total")?;
+        let counted: u64 = stats
+            .lines()
+            .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
+            .sum();
+        eprintln!("bench: llm-pulse has counted {counted} output tokens so far in (c)");
+    }
+    Ok(CaseResult {
+        name: case.name.clone(),
+        group: case.group,
+        what: case.what.clone(),
+        events: case.events,
+        setups: setups.to_vec(),
+        runs,
+        callbacks,
+        probe_calls,
+    })
+}
+
+fn print_tables(results: &[CaseResult], args: &Args, pin: bool) {
     let mut out = String::new();
     out.push_str(&format!(
-        "\nEnvoy end to end: medians of {} rounds; h2load -c {} (HTTP/1.1); Envoy --concurrency 1{}\n\n",
+        "\nEnvoy end to end: medians of {} rounds; Envoy --concurrency 1{}\n",
         args.rounds,
-        args.concurrency,
         if pin {
-            ", pinned to CPU 0 (gpu-sim and h2load on the other CPUs)"
+            ", pinned to CPU 0 (upstream and h2load on the other CPUs)"
         } else {
-            ""
+            ", not pinned"
         }
     ));
-    out.push_str("| case | setup | req/s | tokens/s | p50 µs | p99 µs | Envoy CPU s / 1k req |\n");
-    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
-    for r in rows {
-        out.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.3} |\n",
-            r.case,
-            r.setup.label(),
-            r.rps,
-            r.rps * f64::from(r.tokens),
-            r.p50,
-            r.p99,
-            r.cpu
-        ));
+    for r in results {
+        out.push_str(&format!("\n{}: {}\n", r.name, r.what));
     }
-    out.push_str("\n| case | throughput c/a | throughput c/b | p99 c−a µs | p99 c−b µs | CPU c/a | CPU c/b | CPU c−b µs/req | CPU d−b µs/req |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
-    let mut names: Vec<&str> = rows.iter().map(|r| r.case).collect();
-    names.dedup();
-    for name in names {
-        let get = |s: Setup| rows.iter().find(|r| r.case == name && r.setup == s);
-        if let (Some(a), Some(b), Some(c), Some(d)) =
-            (get(Setup::A), get(Setup::B), get(Setup::C), get(Setup::D))
-        {
+    out.push_str("\n| case | setup | req/s | p50 µs | p99 µs | Envoy CPU µs / req |\n");
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: |\n");
+    for r in results {
+        for s in &r.setups {
+            let runs = &r.runs[&s.key];
             out.push_str(&format!(
-                "| {} | {:.1} % | {:.1} % | {:+.0} | {:+.0} | {:.3} | {:.3} | {:+.1} | {:+.1} |\n",
-                name,
-                100.0 * c.rps / a.rps,
-                100.0 * c.rps / b.rps,
-                c.p99 - a.p99,
-                c.p99 - b.p99,
-                c.cpu / a.cpu,
-                c.cpu / b.cpu,
-                (c.cpu - b.cpu) * 1000.0,
-                (d.cpu - b.cpu) * 1000.0,
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.1} |\n",
+                r.name,
+                s.label,
+                median(runs.iter().map(|r| r.rps)),
+                median(runs.iter().map(|r| r.p50_us)),
+                median(runs.iter().map(|r| r.p99_us)),
+                r.cpu(&s.key).unwrap_or(f64::NAN),
             ));
+        }
+    }
+    let std: Vec<&CaseResult> = results.iter().filter(|r| r.group != "probe").collect();
+    if !std.is_empty() {
+        out.push_str(
+            "\nEnvoy CPU over the no-op (b) and over the floor (d): per request, and per SSE event \
+             (per request / events); medians of the per-round paired differences [min, max]\n\n",
+        );
+        out.push_str("| case | events / req | body callbacks / req | events / callback | b−a µs/req | d−b µs/req | c−b µs/req | c−d µs/req | c−b µs/event | c−d µs/event | d−b µs/event |\n");
+        out.push_str(
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        let range = |d: Option<(f64, f64, f64)>, per: f64| match d {
+            Some((m, lo, hi)) if per > 0.0 => {
+                format!("{:+.2} [{:+.2}, {:+.2}]", m / per, lo / per, hi / per)
+            }
+            _ => "—".to_string(),
+        };
+        for r in &std {
+            let (cbs, body) = r.callbacks.unwrap_or((f64::NAN, f64::NAN));
+            let ev = f64::from(r.events);
+            out.push_str(&format!(
+                "| {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.name,
+                r.events,
+                body,
+                if r.events > 0 {
+                    format!("{:.2}", ev / body)
+                } else {
+                    "—".into()
+                },
+                range(r.diff("b", "a"), 1.0),
+                range(r.diff("d", "b"), 1.0),
+                range(r.diff("c", "b"), 1.0),
+                range(r.diff("c", "d"), 1.0),
+                range(r.diff("c", "b"), ev),
+                range(r.diff("c", "d"), ev),
+                range(r.diff("d", "b"), ev),
+            ));
+            let _ = cbs;
+        }
+    }
+    let variants: Vec<(&CaseResult, &Setup)> = std
+        .iter()
+        .flat_map(|r| {
+            r.setups
+                .iter()
+                .filter(|s| s.key.starts_with("v:"))
+                .map(move |s| (*r, s))
+        })
+        .collect();
+    if !variants.is_empty() {
+        out.push_str("\nOther builds of llm-pulse (--variant): Envoy CPU over the no-op (b) and llm-pulse (c) over them, per SSE event; medians of per-round paired differences [min, max]\n\n");
+        out.push_str("| case | build | over b µs/req | over b µs/event | c − it µs/event |\n");
+        out.push_str("| --- | --- | ---: | ---: | ---: |\n");
+        let range = |d: Option<(f64, f64, f64)>, per: f64| match d {
+            Some((m, lo, hi)) if per > 0.0 => {
+                format!("{:+.2} [{:+.2}, {:+.2}]", m / per, lo / per, hi / per)
+            }
+            _ => "—".to_string(),
+        };
+        for (r, s) in variants {
+            let ev = f64::from(r.events);
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r.name,
+                s.key.trim_start_matches("v:"),
+                range(r.diff(&s.key, "b"), 1.0),
+                range(r.diff(&s.key, "b"), ev),
+                range(r.diff("c", &s.key), ev),
+            ));
+        }
+    }
+    for r in results.iter().filter(|r| r.group == "probe") {
+        let (cbs, body) = r.callbacks.unwrap_or((f64::NAN, f64::NAN));
+        out.push_str(&format!(
+            "\nHost calls in Envoy's V8 (probe modes of bench/noop-filter; CPU over the no-op (b) / calls; \
+             each probe also makes 3 increment_metric calls per request to report its counts)\n\
+             {} callbacks per request, {:.1} of them response body callbacks (context create, \
+             on_done and delete are 3 more VM entries the counter cannot see: b − a includes them)\n\n",
+            fmt1(cbs),
+            body
+        ));
+        out.push_str(
+            "| host call | calls / req | bytes / call | CPU over no-op µs/req | µs / call |\n",
+        );
+        out.push_str("| --- | ---: | ---: | ---: | ---: |\n");
+        if let Some((m, lo, hi)) = r.diff("b", "a") {
+            out.push_str(&format!(
+                "| VM entry (b − a, per counted callback) | {} | | {:+.1} [{:+.1}, {:+.1}] | {:.3} |\n",
+                fmt1(cbs),
+                m,
+                lo,
+                hi,
+                m / cbs
+            ));
+        }
+        for s in r.setups.iter().filter(|s| s.key.starts_with("probe:")) {
+            let (calls, bytes) = r.probe_calls.get(&s.key).copied().unwrap_or((0.0, 0.0));
+            if let Some((m, lo, hi)) = r.diff(&s.key, "b") {
+                out.push_str(&format!(
+                    "| {} | {:.0} | {} | {:+.1} [{:+.1}, {:+.1}] | {:.3} |\n",
+                    s.key.trim_start_matches("probe:"),
+                    calls,
+                    if bytes > 0.0 {
+                        format!("{bytes:.0}")
+                    } else {
+                        String::new()
+                    },
+                    m,
+                    lo,
+                    hi,
+                    m / calls.max(1.0)
+                ));
+            }
         }
     }
     print!("{out}");
     let _ = std::io::stdout().flush();
+}
+
+fn fmt1(v: f64) -> String {
+    format!("{v:.1}")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -428,6 +1000,7 @@ fn run_h2load(
     log: &Path,
     n: u64,
     concurrency: u32,
+    headers: &[String],
     tck: f64,
 ) -> Result<Run> {
     let url = envoy.url("/v1/chat/completions");
@@ -437,10 +1010,11 @@ fn run_h2load(
         .args(["-n", &n.to_string()])
         .arg("-d")
         .arg(body)
-        .args(["-H", "content-type: application/json"])
-        .arg("--log-file")
-        .arg(log)
-        .arg(&url);
+        .args(["-H", "content-type: application/json"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    cmd.arg("--log-file").arg(log).arg(&url);
     // h2load appends to its log file: start each run with an empty one.
     let _ = std::fs::remove_file(log);
     let cpu0 = process_cpu_ticks(envoy.pid())?;
@@ -643,6 +1217,7 @@ impl Drop for Sim {
 mod micro {
     use super::median;
     use anyhow::Result;
+    use std::collections::BTreeMap;
     use std::path::Path;
     use std::time::Instant;
     use wasm_host::{Host, HostBuilder, StreamId};
@@ -783,8 +1358,93 @@ mod micro {
         Ok(f)
     }
 
-    pub fn run(noop: &Path, tokens: u32) -> Result<serde_json::Value> {
+    /// Host calls by kind of one module: (per request without token events, per token event
+    /// at 1 event per body callback, the same at 16 per callback). Counted, not timed.
+    pub type Calls = BTreeMap<String, (f64, f64, f64)>;
+
+    fn host_call_counts(wasm: &Path, config: &str, tokens: u32) -> Result<Calls> {
+        let mut host = HostBuilder::new(wasm).plugin_config(config).start()?;
+        let events: Vec<Vec<u8>> = (0..tokens).map(token_event).collect();
+        for _ in 0..3 {
+            request(&mut host, &events, 1)?;
+        }
+        let mut count = |evs: &[Vec<u8>], per_chunk: usize| -> Result<BTreeMap<String, u64>> {
+            let before = host.host_calls(0)?;
+            request(&mut host, evs, per_chunk)?;
+            let after = host.host_calls(0)?;
+            Ok(after
+                .into_iter()
+                .map(|(k, v)| {
+                    let d = v - before.get(&k).copied().unwrap_or(0);
+                    (k, d)
+                })
+                .collect())
+        };
+        let none = count(&[], 1)?;
+        let one = count(&events, 1)?;
+        let sixteen = count(&events, 16)?;
+        let t = f64::from(tokens.max(1));
+        let mut out = Calls::new();
+        for k in none.keys().chain(one.keys()).chain(sixteen.keys()) {
+            let z = none.get(k).copied().unwrap_or(0) as f64;
+            let per = |m: &BTreeMap<String, u64>| (m.get(k).copied().unwrap_or(0) as f64 - z) / t;
+            out.insert(k.clone(), (z, per(&one), per(&sixteen)));
+        }
+        Ok(out)
+    }
+
+    fn calls_table(pulse: &Calls, floor: &Calls) -> String {
+        let mut out = String::from(
+            "\nHost calls (wasmtime harness, counted: the same calls Envoy receives): per request \
+             without its token events (role chunk, [DONE], headers, on_log), and per token event\n\n\
+             | host call | llm-pulse / req | llm-pulse / event (1 per callback) | llm-pulse / event (16 per callback) | floor / req | floor / event (1 per callback) | floor / event (16 per callback) |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        let mut total = [0.0f64; 6];
+        let keys: std::collections::BTreeSet<&String> = pulse.keys().chain(floor.keys()).collect();
+        for k in keys {
+            let p = pulse.get(k).copied().unwrap_or_default();
+            let f = floor.get(k).copied().unwrap_or_default();
+            let v = [p.0, p.1, p.2, f.0, f.1, f.2];
+            if v.iter().all(|x| *x == 0.0) {
+                continue; // start-up only (define_metric, shared data)
+            }
+            for (t, x) in total.iter_mut().zip(v) {
+                *t += x;
+            }
+            out.push_str(&format!(
+                "| {k} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} |\n",
+                v[0], v[1], v[2], v[3], v[4], v[5]
+            ));
+        }
+        out.push_str(&format!(
+            "| all | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} |\n",
+            total[0], total[1], total[2], total[3], total[4], total[5]
+        ));
+        out
+    }
+
+    pub fn run(noop: &Path, tokens: u32, calls_only: bool) -> Result<serde_json::Value> {
         let pulse = host_tests::artifacts::wasm_path()?;
+        if calls_only {
+            let calls_p = host_call_counts(&pulse, "{}", tokens)?;
+            let calls_f = host_call_counts(noop, "\"floor\"", tokens)?;
+            let mem_p = memory_per_stream(&pulse, 4096)?;
+            let mem_n = memory_per_stream(noop, 4096)?;
+            let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            print!(
+                "{}\nVM memory per open stream (4096 streams, 1 in 16 with a 100 KiB prompt): \
+                 llm-pulse {mem_p:.0} bytes, no-op {mem_n:.0} bytes\n\
+                 .wasm size: llm-pulse {} bytes, no-op {} bytes\n",
+                calls_table(&calls_p, &calls_f),
+                size(&pulse),
+                size(noop)
+            );
+            return Ok(serde_json::json!({
+                "host_calls": {"llm_pulse": calls_p, "floor": calls_f},
+                "memory_per_stream_bytes": {"llm_pulse": mem_p, "noop": mem_n},
+            }));
+        }
         eprintln!(
             "bench: microbenchmark: {} vs {} (no-op and floor modes) in the wasmtime harness",
             pulse.display(),
@@ -851,7 +1511,14 @@ mod micro {
             wasm_size(&pulse),
             wasm_size(noop)
         ));
+        let calls_p = host_call_counts(&pulse, "{}", tokens)?;
+        let calls_f = host_call_counts(noop, "\"floor\"", tokens)?;
+        out.push_str(&calls_table(&calls_p, &calls_f));
         print!("{out}");
+        json.insert(
+            "host_calls".into(),
+            serde_json::json!({"llm_pulse": calls_p, "floor": calls_f}),
+        );
         json.insert(
             "memory_per_stream_bytes".into(),
             serde_json::json!({"llm_pulse": mem_p, "noop": mem_n}),

@@ -275,6 +275,15 @@ impl JsonScanner {
                         return;
                     }
                     self.state = State::Value;
+                    // `: value`, one space after the colon as Python's `json.dumps` writes
+                    // it: the value in the same step (state `Value` would skip the space).
+                    if let Some([b' ', value @ ..]) = rest.get(1..) {
+                        if value.first().is_some_and(|&c| !is_ws(c)) {
+                            let used = 2 + self.start_value(value, v);
+                            rest = rest.get(used..).unwrap_or_default();
+                            continue;
+                        }
+                    }
                     1
                 }
                 State::AfterValue => {
@@ -282,9 +291,19 @@ impl JsonScanner {
                     match (b, in_object) {
                         (b',', true) => {
                             self.state = State::Key;
-                            // `,"key":value` in one step: the usual compact member.
-                            if let Some(next @ [b'"', ..]) = rest.get(1..) {
-                                let used = 1 + self.key(next, v);
+                            // `,"key":value` in one step: the usual compact member; also
+                            // `, "key"`, one space after the comma as Python's `json.dumps`
+                            // writes it (the `is_ws` arm above would skip it in state `Key`;
+                            // the `Colon` arm takes its `: value` likewise).
+                            let next = match rest.get(1..) {
+                                Some(next @ [b'"', ..]) => Some((1, next)),
+                                Some([b' ', next @ ..]) if next.first() == Some(&b'"') => {
+                                    Some((2, next))
+                                }
+                                _ => None,
+                            };
+                            if let Some((skip, next)) = next {
+                                let used = skip + self.key(next, v);
                                 rest = rest.get(used..).unwrap_or_default();
                                 continue;
                             }
@@ -834,5 +853,39 @@ mod tests {
     fn huge_numbers_are_not_values() {
         let (seen, _, _) = scan(r#"{"n":99999999999999999999999}"#);
         assert_eq!(seen, pairs(&[(".n", "n:None")]));
+    }
+
+    /// Python's `json.dumps` separators (`", "`, `": "`) take the fused steps of `feed`; the
+    /// result, and every error, must be the compact document's, wherever a chunk splits.
+    #[test]
+    fn one_space_after_comma_and_colon_scans_as_compact_at_every_split() {
+        let compact =
+            r#"{"id":"x","n":12,"a":[1,{"b":true}],"skipme":{"c":"d"},"e":null,"f":"g\"h"}"#;
+        let spaced = compact.replace(':', ": ").replace(',', ", ");
+        let want = scan(compact);
+        assert!(!want.1 && want.2, "{want:?}");
+        for doc in [
+            spaced.clone(),
+            spaced.replace(": ", ":  "),
+            spaced.replace(", ", ",\n "),
+        ] {
+            for i in 0..=doc.len() {
+                let (a, b) = doc.as_bytes().split_at(i);
+                assert_eq!(scan_chunks(&[a, b]), want, "{doc} split at {i}");
+            }
+        }
+        // Still invalid where the compact form is: a space is not a value.
+        for bad in [
+            r#"{"a": }"#,
+            r#"{"a": 1, }"#,
+            r#"{"a" : ,}"#,
+            r#"{"a": 1, , "b": 2}"#,
+        ] {
+            for i in 0..=bad.len() {
+                let (a, b) = bad.as_bytes().split_at(i);
+                let (_, failed, complete) = scan_chunks(&[a, b]);
+                assert!(failed || !complete, "{bad} split at {i} passed");
+            }
+        }
     }
 }

@@ -179,7 +179,7 @@ fn send_local_response(c: &mut Ctx<'_>, a: ReplyArgs) -> HostResult<()> {
     Ok(())
 }
 
-fn stream_control(c: &mut Ctx<'_>, name: &str, kind: i32, resume: bool) -> HostResult<()> {
+fn stream_control(c: &mut Ctx<'_>, name: &'static str, kind: i32, resume: bool) -> HostResult<()> {
     guard(c, name)?;
     let kind = StreamType::from_raw(kind).ok_or(Status::BadArgument)?;
     if resume && kind == StreamType::Upstream {

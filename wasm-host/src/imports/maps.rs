@@ -192,7 +192,7 @@ fn live_pairs(st: &mut HostState, map: MapType) -> HostResult<&mut Pairs> {
 
 fn mutate(
     c: &mut Ctx<'_>,
-    name: &str,
+    name: &'static str,
     map: i32,
     key: i32,
     key_len: i32,

@@ -88,7 +88,8 @@ pub(crate) fn linker(engine: &Engine, module: &Module) -> Result<Linker<HostStat
 
 /// Envoy lets a module's `_initialize` call only logging and a few WASI functions
 /// (`setRestrictedCallback` in proxy-wasm-cpp-host); any other hostcall fails the VM.
-pub(crate) fn guard(caller: &Ctx<'_>, name: &str) -> HostResult<()> {
+pub(crate) fn guard(caller: &Ctx<'_>, name: &'static str) -> HostResult<()> {
+    caller.data().count_host_call(name);
     if caller.data().initializing {
         return Err(trap(format!(
             "the plugin called env.{name} during _initialize, where Envoy only allows proxy_log \

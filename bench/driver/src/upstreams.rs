@@ -1,0 +1,331 @@
+//! The upstreams of the Envoy cases besides `gpu-sim`:
+//!
+//! - [`Nginx`]: Debian's nginx serving recorded vLLM-style answers as static files (the whole
+//!   answer arrives at once: many SSE events per read), the file chosen per request by the
+//!   `x-bench-file` header, so one nginx serves every static case;
+//! - [`Paced`]: this binary in `--serve-paced` mode, a minimal HTTP/1.1 worker that streams
+//!   one SSE event per write (TCP_NODELAY) every ITL, either all streams on one shared tick (a
+//!   batching GPU's decode step: `x-bench-pacing: batched`) or each on its own timer with its
+//!   own phase (`x-bench-pacing: independent`); `x-bench-tokens` overrides the token count
+//!   (the warm-up uses few); `x-bench-json: spaced` writes Python's separators.
+//!
+//! Both run as their own processes on 127.0.0.1 (pinned with the load generator) and are
+//! killed on drop.
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+
+/// JSON as the worker writes it: compact (`serde_json`, pydantic's `model_dump_json`: vLLM,
+/// SGLang) or with a space after `:` and `,` (Python's `json.dumps` defaults).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum JsonStyle {
+    Compact,
+    Spaced,
+}
+
+fn styled(compact: &str, style: JsonStyle) -> String {
+    match style {
+        JsonStyle::Compact => compact.to_string(),
+        // The templates hold no `:` or `,` inside strings.
+        JsonStyle::Spaced => compact.replace(':', ": ").replace(',', ", "),
+    }
+}
+
+/// One vLLM-shaped chat chunk as an SSE event (`content: None`: the role chunk).
+pub fn chat_event(content: Option<&str>, style: JsonStyle) -> String {
+    let delta = match content {
+        None => r#"{"role":"assistant","content":""}"#.to_string(),
+        Some(c) => format!(r#"{{"content":"{c}"}}"#),
+    };
+    let json = format!(
+        r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]}}"#
+    );
+    format!("data: {}\n\n", styled(&json, style))
+}
+
+pub const DONE: &str = "data: [DONE]\n\n";
+
+/// A whole streamed answer: the role chunk, `tokens` content chunks, `[DONE]`
+/// (`tokens + 2` events, as vLLM sends without usage).
+pub fn sse_answer(tokens: u32, style: JsonStyle) -> String {
+    let mut out = chat_event(None, style);
+    for i in 0..tokens {
+        out.push_str(&chat_event(Some(&format!(" t{i}")), style));
+    }
+    out.push_str(DONE);
+    out
+}
+
+/// A unary chat completion with `tokens` output tokens and its usage.
+pub fn unary_answer(tokens: u32) -> String {
+    let content: Vec<String> = (0..tokens).map(|i| format!("t{i}")).collect();
+    serde_json::json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "bench-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content.join(" ")},
+                     "logprobs": null, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": tokens + 1},
+    })
+    .to_string()
+}
+
+/// A port free on 127.0.0.1 right now (the OS picks it; released before the server binds it).
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Waits (bounded) until `addr` accepts connections.
+fn wait_listening(addr: SocketAddr, child: &mut Child, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not listen on {addr} within 10 s")
+}
+
+/// Debian's nginx (one process, no master) serving the files of `dir/www`.
+pub struct Nginx {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Nginx {
+    pub fn binary() -> Option<PathBuf> {
+        super::which("nginx").or_else(|| {
+            let p = PathBuf::from("/usr/sbin/nginx");
+            p.is_file().then_some(p)
+        })
+    }
+
+    /// Starts nginx on a free port of 127.0.0.1 serving `files` (name, content).
+    pub fn start(dir: &Path, cpus: &str, files: &[(&str, Vec<u8>)]) -> Result<Nginx> {
+        let bin = Nginx::binary()
+            .ok_or_else(|| anyhow!("nginx not found: scripts/bench installs it (apt-get)"))?;
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www)?;
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        for (name, content) in files {
+            std::fs::write(www.join(name), content)?;
+        }
+        let port = free_port()?;
+        let d = dir.display();
+        // POST to a static file answers 405; `error_page 405 =200 $uri` serves the file as the
+        // answer instead (the internal redirect is a GET). The file is named by a header so
+        // every case goes to the same path, /v1/chat/completions, as llm-pulse expects.
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush off;\n  tcp_nodelay on;\n\
+               keepalive_requests 100000000;\n  keepalive_timeout 300s;\n\
+               client_max_body_size 16m;\n  client_body_buffer_size 1m;\n\
+               client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
+               fastcgi_temp_path {d}/tmp/fastcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n\
+               scgi_temp_path {d}/tmp/scgi;\n\
+               types {{ text/event-stream sse; application/json json; application/octet-stream bin; }}\n\
+               etag off;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    root {d}/www;\n\
+                 location / {{\n      rewrite ^ /$http_x_bench_file break;\n\
+                   error_page 405 =200 $uri;\n    }}\n  }}\n}}\n"
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf)?;
+        let mut child = super::pinned(&bin, cpus)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting nginx")?;
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        if let Err(e) = wait_listening(addr, &mut child, "nginx") {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            bail!("{e}\n{log}");
+        }
+        Ok(Nginx { child, addr })
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// This binary in `--serve-paced` mode, as its own process.
+pub struct Paced {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Paced {
+    pub fn start(cpus: &str, tokens: u32, itl_ms: u64) -> Result<Paced> {
+        let me = std::env::current_exe()?;
+        let mut child = super::pinned(&me, cpus)
+            .args(["--serve-paced", "--tokens", &tokens.to_string()])
+            .args(["--itl-ms", &itl_ms.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the paced upstream")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = match line.trim().strip_prefix("paced listening on ") {
+            Some(a) => a.parse()?,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("the paced upstream said {line:?}");
+            }
+        };
+        Ok(Paced { child, addr })
+    }
+}
+
+impl Drop for Paced {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `--serve-paced`: the paced worker (see the module doc). Runs until killed.
+pub fn serve_paced(tokens: u32, itl: Duration) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(paced_main(tokens, itl))
+}
+
+async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("paced listening on {}", listener.local_addr()?);
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        // The shared decode step: every batched stream writes its next event on this tick.
+        let (tick_tx, tick_rx) = tokio::sync::watch::channel(0u64);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(itl);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut n = 0u64;
+            loop {
+                interval.tick().await;
+                n += 1;
+                if tick_tx.send(n).is_err() {
+                    break;
+                }
+            }
+        });
+        let streams = Arc::new(AtomicU64::new(0));
+        loop {
+            let (mut sock, _) = listener.accept().await?;
+            let _ = sock.set_nodelay(true);
+            let mut ticks = tick_rx.clone();
+            let streams = streams.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(4096);
+                // Bounded: one connection serves requests until the peer closes it.
+                loop {
+                    // Request head.
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 8192];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        if buf.len() > 1 << 20 {
+                            return;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let header = |name: &str| {
+                        head.lines()
+                            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                            .map(|v| v.trim().to_string())
+                    };
+                    let body_len: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let batched = header("x-bench-pacing").as_deref() != Some("independent");
+                    let style = if header("x-bench-json").as_deref() == Some("spaced") {
+                        JsonStyle::Spaced
+                    } else {
+                        JsonStyle::Compact
+                    };
+                    let n_tokens: u32 = header("x-bench-tokens")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(tokens);
+                    // Request body (discarded).
+                    while buf.len() < head_end + body_len {
+                        let mut chunk = [0u8; 65536];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + body_len);
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
+                                cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    // Independent arrivals: each stream on its own timer, phases spread
+                    // evenly over one ITL (golden-ratio sequence).
+                    let k = streams.fetch_add(1, Ordering::Relaxed);
+                    let phase = itl.mul_f64((k as f64 * 0.618_033_988_75).fract());
+                    let mut own =
+                        tokio::time::interval_at(tokio::time::Instant::now() + phase, itl);
+                    own.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                    let _ = ticks.borrow_and_update();
+                    for i in 0..n_tokens + 2 {
+                        if batched {
+                            if ticks.changed().await.is_err() {
+                                return;
+                            }
+                        } else {
+                            own.tick().await;
+                        }
+                        let event = match i {
+                            0 => chat_event(None, style),
+                            i if i == n_tokens + 1 => DONE.to_string(),
+                            i => chat_event(Some(&format!(" t{}", i - 1)), style),
+                        };
+                        let mut frame = format!("{:x}\r\n{event}\r\n", event.len());
+                        if i == n_tokens + 1 {
+                            frame.push_str("0\r\n\r\n");
+                        }
+                        // One write per event: one TCP segment, one read at Envoy.
+                        if sock.write_all(frame.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! llm-pulse's own work (core's `StreamMeter`: SSE framing, the JSON scan, timing, metric ids)
+//! on `requests` streamed chat answers of `tokens` vLLM-shaped events, natively, with a host
+//! whose calls do nothing: what is left is the filter's own computation, without the ABI.
+//! Meant for instruction counts (`scripts/event-cost` / docs/benchmarks.md):
+//!
+//!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+//!       target/event-cost/release/event-cost <compact|spaced> <tokens> <events per chunk> <requests>
+//!
+//! Instructions per event = (Ir at T tokens − Ir at 0 tokens) / (T × requests): start-up and
+//! per-request work cancel. `streams` > 1 (5th argument) interleaves that many streams, one
+//! event each in turn, as a busy Envoy worker does (the footprint a cache simulation sees).
+
+use llm_pulse_core::config::Config;
+use llm_pulse_core::host::{Host, HostError, MetricKind};
+use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
+use std::cell::Cell;
+
+/// A host whose calls cost (almost) nothing; the clock advances 20 ms per read.
+struct NullHost {
+    now: Cell<u64>,
+    next_id: Cell<u32>,
+}
+
+impl Host for NullHost {
+    fn now_ns(&self) -> u64 {
+        let t = self.now.get() + 20_000_000;
+        self.now.set(t);
+        t
+    }
+    fn define_metric(&self, _: MetricKind, _: &str) -> Result<u32, HostError> {
+        self.next_id.set(self.next_id.get() + 1);
+        Ok(self.next_id.get())
+    }
+    fn increment_metric(&self, id: u32, delta: i64) {
+        std::hint::black_box((id, delta));
+    }
+    fn record_metric(&self, id: u32, value: u64) {
+        std::hint::black_box((id, value));
+    }
+    fn get_shared_data(&self, _: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        (None, None)
+    }
+    fn set_shared_data(&self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn set_property(&self, path: &str, value: &[u8]) {
+        std::hint::black_box((path, value));
+    }
+    fn log_warn(&self, _: &str) {}
+    fn dispatch_http_call(
+        &self,
+        _: &str,
+        _: &[(&str, &str)],
+        _: Option<&[u8]>,
+        _: u64,
+    ) -> Result<u32, HostError> {
+        Err(HostError::Refused("dispatch_http_call", "not here".into()))
+    }
+}
+
+fn event(content: Option<&str>, spaced: bool) -> Vec<u8> {
+    let delta = match content {
+        None => r#"{"role":"assistant","content":""}"#.to_string(),
+        Some(c) => format!(r#"{{"content":"{c}"}}"#),
+    };
+    let json = format!(
+        r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]}}"#
+    );
+    let json = if spaced {
+        json.replace(':', ": ").replace(',', ", ")
+    } else {
+        json
+    };
+    format!("data: {json}\n\n").into_bytes()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg =
+        |i: usize, default: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
+    let spaced = args.get(1).map(String::as_str) == Some("spaced");
+    let tokens = arg(2, 256);
+    let per_chunk = arg(3, 1).max(1);
+    let requests = arg(4, 100);
+    let streams = arg(5, 1).max(1);
+
+    let host = NullHost {
+        now: Cell::new(1_700_000_000_000_000_000),
+        next_id: Cell::new(0),
+    };
+    let config = match Config::parse(b"{}", None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("config: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut vm = VmMeter::new(&config);
+    let mut body = event(None, spaced);
+    for i in 0..tokens {
+        body.extend(event(Some(&format!(" t{i}")), spaced));
+    }
+    body.extend_from_slice(b"data: [DONE]\n\n");
+    // Chunks of `per_chunk` events (the role chunk and [DONE] count as events).
+    let mut chunks: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    let mut seen = 0;
+    let mut i = 0;
+    while i + 1 < body.len() {
+        if body[i] == b'\n' && body[i + 1] == b'\n' {
+            seen += 1;
+            if seen % per_chunk == 0 {
+                chunks.push(&body[start..i + 2]);
+                start = i + 2;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    if start < body.len() {
+        chunks.push(&body[start..]);
+    }
+    let request =
+        br#"{"model":"bench-model","messages":[{"role":"user","content":"hello"}],"stream":true}"#;
+    let head = ResponseHead {
+        status: 200,
+        content_type: b"text/event-stream",
+        content_encoding: b"",
+    };
+    let mut done = 0;
+    while done < requests {
+        let n = streams.min(requests - done);
+        let mut open: Vec<StreamMeter> = (0..n)
+            .map(|_| {
+                let mut s = StreamMeter::start(&host, b"/v1/chat/completions", false);
+                s.on_request_body(&mut vm, &host, request, true);
+                s.on_response_headers(&mut vm, &host, head, false);
+                s
+            })
+            .collect();
+        for (k, chunk) in chunks.iter().enumerate() {
+            let end = k + 1 == chunks.len();
+            for s in open.iter_mut() {
+                s.on_response_body(&mut vm, &host, chunk, end);
+            }
+        }
+        for s in open.iter_mut() {
+            s.on_log(&mut vm, &host, 200, 0, "");
+        }
+        done += n;
+    }
+}
