@@ -597,9 +597,11 @@ pub fn check(case: &Case, got: &Expect) -> Option<String> {
         .then(|| format!("{}:\n  want {:?}\n  got  {:?}", case.name, case.expect, got))
 }
 
-/// `response.code_details` of a stream whose client sent an invalid HTTP/2 frame mid-stream,
-/// as Envoy 1.40 reports it (seen end to end by host-tests `e2e_traffic`).
+/// `response.code_details` of a stream whose client sent an invalid HTTP/2 frame mid-stream
+/// (flagged DPE), as Envoy 1.40 reports it (seen end to end by host-tests `e2e_traffic`).
 pub const DPE_DETAILS: &str = "codec_error:The_user_callback_function_failed";
+/// The same for a stream Envoy closed for its inbound empty-frame flood limit (also DPE).
+pub const FLOOD_DETAILS: &str = "http2.inbound_empty_frames_flood";
 
 /// Every error type of DESIGN §3; each leaves `inflight_requests` at 0.
 pub fn errors() -> Vec<Case> {
@@ -710,6 +712,15 @@ pub fn errors() -> Vec<Case> {
             false,
             flags::DOWNSTREAM_PROTOCOL_ERROR,
             DPE_DETAILS,
+            "cancelled",
+        ),
+        (
+            "client floods empty HTTP/2 frames mid-stream",
+            200,
+            vec![a.clone()],
+            false,
+            flags::DOWNSTREAM_PROTOCOL_ERROR,
+            FLOOD_DETAILS,
             "cancelled",
         ),
         (
