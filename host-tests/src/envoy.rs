@@ -66,6 +66,9 @@ pub struct EnvoyOptions {
     pub wasm_override: Option<PathBuf>,
     /// Run with hot restart enabled in this epoch instead of `--disable-hot-restart`.
     pub hot_restart: Option<HotRestart>,
+    /// Text replacements on the rendered `envoy.yaml` (each `from` must occur), for a test
+    /// that needs Envoy configured otherwise (e.g. a circuit breaker).
+    pub yaml_patches: Vec<(String, String)>,
 }
 
 /// Envoy hot restart: the Envoy of epoch N+1 with the same `base_id` takes the listen sockets
@@ -96,6 +99,7 @@ impl EnvoyOptions {
             log_level: "info".to_string(),
             wasm_override: None,
             hot_restart: None,
+            yaml_patches: Vec::new(),
         }
     }
 
@@ -131,7 +135,13 @@ impl EnvoyOptions {
                 format!("{}s", self.stats_flush.as_secs_f64()),
             ),
         ];
-        let config = render(&template, &vars)?;
+        let mut config = render(&template, &vars)?;
+        for (from, to) in &self.yaml_patches {
+            if !config.contains(from.as_str()) {
+                bail!("yaml patch: {from:?} is not in envoy.yaml");
+            }
+            config = config.replace(from.as_str(), to);
+        }
         Ok(if self.with_filter {
             config
         } else {

@@ -451,6 +451,99 @@ fn head_and_204_answers_are_not_bad_responses() {
     assert_eq!(requests(&scrape, &[("status", "success")]), 2.0);
 }
 
+/// Issue 12 (11): one verdict for the counter and the access log. A 503 Envoy answers itself
+/// for a circuit breaker (`UO`) was logged `unavailable` (the filter state was decided at the
+/// response end without Envoy's flags) while `requests_total` said `overload`.
+#[test]
+fn an_overflow_503_is_overload_in_the_counter_and_the_access_log() {
+    let worker = Worker::start();
+    // One request at a time to the workers, none waiting: a second concurrent one overflows.
+    let breaker = "      type: STATIC\n      connect_timeout: 2s\n      load_assignment:\n        cluster_name: workers";
+    let envoy = Envoy::start(&EnvoyOptions {
+        concurrency: 1,
+        yaml_patches: vec![(
+            breaker.into(),
+            breaker.replace(
+                "connect_timeout: 2s",
+                "connect_timeout: 2s\n      circuit_breakers:\n        thresholds:\n          - { max_requests: 1, max_pending_requests: 1, max_connections: 1 }",
+            ),
+        )],
+        ..EnvoyOptions::new(worker.addr)
+    })
+    .unwrap();
+    let envoy = Arc::new(envoy);
+    let hold = |id: &'static str| {
+        let envoy = Arc::clone(&envoy);
+        std::thread::spawn(move || {
+            let body = br#"{"model":"sim-model","stream":true}"#;
+            let headers = [
+                ("x-request-id", id),
+                ("x-tokens", "20"),
+                ("x-gap-ms", "100"),
+            ];
+            http1(&envoy, "POST", &headers, body, 1, Duration::ZERO).0
+        })
+    };
+    // The first request holds the one connection (the worker streams it), the second waits in
+    // the one pending place (Envoy's own gauge says so): a third overflows.
+    let first = hold("hold-1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while worker
+        .log
+        .lock()
+        .unwrap()
+        .get("hold-1")
+        .and_then(|s| s.first_token)
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "first request never reached the worker"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = hold("hold-2");
+    let pending = || {
+        let text = envoy
+            .admin_get("/stats?filter=^cluster.workers.upstream_rq_pending_active$")
+            .unwrap_or_default();
+        text.trim().ends_with(": 1")
+    };
+    while !pending() {
+        assert!(Instant::now() < deadline, "second request never pending");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let body = br#"{"model":"sim-model","stream":true}"#;
+    let (status, ..) = http1(
+        &envoy,
+        "POST",
+        &[("x-request-id", "over")],
+        body,
+        1,
+        Duration::ZERO,
+    );
+    assert_eq!(status, 503);
+    assert!(
+        worker.log.lock().unwrap().get("over").is_none(),
+        "reached the worker"
+    );
+    assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(second.join().unwrap(), 200);
+    let entry = envoy
+        .access_log_entry("over", Duration::from_secs(10))
+        .unwrap();
+    println!("{entry}");
+    assert!(
+        entry["flags"].as_str().unwrap_or_default().contains("UO"),
+        "{entry}"
+    );
+    assert_eq!(entry["error_type"], "overload", "{entry}");
+    let scrape = settled(&envoy, |s| requests(s, &[]) >= 3.0);
+    assert_eq!(requests(&scrape, &[("error_type", "overload")]), 1.0);
+    assert_eq!(requests(&scrape, &[("error_type", "unavailable")]), 0.0);
+    assert_eq!(requests(&scrape, &[("status", "success")]), 2.0);
+}
+
 // ----- a raw HTTP/2 (h2c, prior knowledge) client -----
 
 const DATA: u8 = 0;
