@@ -6,7 +6,8 @@
 //!
 //! Expectations are complete: a runner compares every metric with a non-zero value (counters,
 //! gauges) or a sample (histograms) to [`Expect::samples`], and every filter-state value to
-//! [`Expect::properties`]. All metrics use the default prefix `llm` and the model `m`.
+//! [`Expect::properties`]. All metrics use the default prefix `llm` and the model `m`, which
+//! [`PLUGIN_CONFIG`] pins (the cap's admission rule has its own tests).
 
 /// Envoy's response-flag bits (`response.flags`), as Envoy 1.40 defines them
 /// (`envoy/stream_info/stream_info.h`, `ResponseFlag`). Written here from Envoy's source, not
@@ -30,29 +31,32 @@ pub mod response_flags {
     pub const DOWNSTREAM_REMOTE_RESET: u64 = 0x10000000; // DR
 }
 
+/// The plugin configuration every case runs under: `m` pinned, so a case's labels do not
+/// depend on whether a worker accepted the model before.
+pub const PLUGIN_CONFIG: &str = r#"{"models":["m"]}"#;
+
 use response_flags as flags;
 
 /// One request through the filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Case {
     pub name: String,
-    /// `:path` of the request (`:method` is POST).
+    pub method: &'static str,
     pub path: &'static str,
-    /// The request body, sent as one chunk.
+    /// The request body: one chunk, or with [`Case::upload_gap_us`] one byte per chunk.
     pub request_body: Vec<u8>,
+    /// Microseconds before each byte of a slowly uploaded body (0: one chunk at once).
+    pub upload_gap_us: u64,
     /// Whether that chunk ends the request (false: the client stops sending mid-body).
     pub request_ends: bool,
     pub response: Option<Response>,
     pub end: End,
     pub expect: Expect,
-    /// A filter bug this case shows: runners then require the case to *fail* (so the table
-    /// stays green and says so when the bug is fixed). `None` for every case but known bugs.
-    pub known_bug: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
-    /// Microseconds from the request headers to the response headers.
+    /// Microseconds from the end of the request body to the response headers.
     pub after_us: u64,
     pub status: u32,
     pub content_type: &'static str,
@@ -69,7 +73,9 @@ pub struct Chunk {
 }
 
 /// The access-log phase (`on_log`): `after_us` after the last step, with Envoy's
-/// `response.flags` and `response.code_details`.
+/// `response.flags` and `response.code_details`. For a response that ends, runners set them
+/// before the response headers, as Envoy does for its own replies (UO, UH, UF): the filter
+/// must see them in time for the access log, which Envoy writes before `on_log`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct End {
     pub after_us: u64,
@@ -185,6 +191,18 @@ impl Want {
         self.0
             .properties
             .push((format!("llm_pulse.{name}"), value.to_string()));
+        self
+    }
+    /// The same series under another model label (a request that names none is `unknown`).
+    fn model(mut self, model: &str) -> Self {
+        let from = format!(".model=.={MODEL};.;");
+        let to = format!(".model=.={model};.;");
+        for sample in &mut self.0.samples {
+            let name = match sample {
+                Sample::Counter(n, _) | Sample::Gauge(n, _) | Sample::Histogram(n, _) => n,
+            };
+            *name = name.replace(&from, &to);
+        }
         self
     }
     fn done(mut self) -> Expect {
@@ -315,6 +333,7 @@ pub fn all() -> Vec<Case> {
     cases.extend(tokens_per_event());
     cases.extend(events_per_chunk());
     cases.extend(splits());
+    cases.extend(hardening());
     cases
 }
 
@@ -340,7 +359,8 @@ pub fn hand_written() -> Vec<Case> {
             .itl(vec![20_000; 4], 20_000)
             .output(5)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     // Several tokens per event (vLLM continuous usage): 3, then 3 in 60 ms, then 1 in 30 ms.
@@ -369,7 +389,8 @@ pub fn hand_written() -> Vec<Case> {
             .input(4)
             .output(7)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     // A final usage corrects the count (two deltas, six tokens) and reports cached tokens.
@@ -399,7 +420,8 @@ pub fn hand_written() -> Vec<Case> {
             .output(6)
             .cached(2)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     // Microsecond-exact timing, odd offsets.
@@ -430,7 +452,8 @@ pub fn hand_written() -> Vec<Case> {
             .itl(vec![7_777, 1], 3_889)
             .output(3)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     cases.push(Case {
@@ -456,7 +479,8 @@ pub fn hand_written() -> Vec<Case> {
             Some((11, 2)),
             51_001,
         ),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     // Unary: TTFT = duration; tokens from usage; no ITL.
@@ -484,7 +508,8 @@ pub fn hand_written() -> Vec<Case> {
             .input(1)
             .output(16)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     cases.push(Case {
@@ -512,7 +537,8 @@ pub fn hand_written() -> Vec<Case> {
             .output(3)
             .cached(8)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     // Unary without usage: the answer is timed, but has no token count.
@@ -536,7 +562,8 @@ pub fn hand_written() -> Vec<Case> {
             .ttft(70_000)
             .prop("output_tokens", 0)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
 
     // Every byte its own chunk, 1 µs apart.
@@ -553,7 +580,8 @@ pub fn hand_written() -> Vec<Case> {
         response: sse(200, 0, bytes.iter().map(|b| at(1, [*b])).collect(), true),
         end: End::normal(),
         expect: streamed("chat_completions", &events, None, bytes.len() as u64),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
     cases
 }
@@ -563,28 +591,17 @@ fn event_ends(stream: &str) -> Vec<usize> {
     stream.match_indices("\n\n").map(|(i, _)| i + 2).collect()
 }
 
-/// The filter state's `error_type` is decided when the response ends, without Envoy's
-/// response flags (`StreamMeter::publish_filter_state` calls `error_type(0, "")`), so a 503 that
-/// Envoy flags as an overflow (UO) is `overload` in `requests_total` but `unavailable` in the
-/// access log.
-pub const OVERFLOW_FILTER_STATE_BUG: &str =
-    "filter state error_type ignores response.flags: 503 + UO logs unavailable, counts overload";
-
-/// Runs `case` with `run` and checks what it left behind against the expectation: equal, or,
-/// for a known bug, different. Returns a failure message.
+/// Compares what a runner saw with the case's expectation. Returns a failure message.
 pub fn check(case: &Case, got: &Expect) -> Option<String> {
-    match (case.known_bug, got == &case.expect) {
-        (None, true) | (Some(_), false) => None,
-        (None, false) => Some(format!(
-            "{}:\n  want {:?}\n  got  {:?}",
-            case.name, case.expect, got
-        )),
-        (Some(bug), true) => Some(format!(
-            "{}: passes now; the known bug is fixed ({bug}): drop its known_bug",
-            case.name
-        )),
-    }
+    (got != &case.expect)
+        .then(|| format!("{}:\n  want {:?}\n  got  {:?}", case.name, case.expect, got))
 }
+
+/// `response.code_details` of a stream whose client sent an invalid HTTP/2 frame mid-stream
+/// (flagged DPE), as Envoy 1.40 reports it (seen end to end by host-tests `e2e_traffic`).
+pub const DPE_DETAILS: &str = "codec_error:The_user_callback_function_failed";
+/// The same for a stream Envoy closed for its inbound empty-frame flood limit (also DPE).
+pub const FLOOD_DETAILS: &str = "http2.inbound_empty_frames_flood";
 
 /// Every error type of DESIGN §3; each leaves `inflight_requests` at 0.
 pub fn errors() -> Vec<Case> {
@@ -689,6 +706,24 @@ pub fn errors() -> Vec<Case> {
             "cancelled",
         ),
         (
+            "client breaks HTTP/2 framing mid-stream",
+            200,
+            vec![a.clone()],
+            false,
+            flags::DOWNSTREAM_PROTOCOL_ERROR,
+            DPE_DETAILS,
+            "cancelled",
+        ),
+        (
+            "client floods empty HTTP/2 frames mid-stream",
+            200,
+            vec![a.clone()],
+            false,
+            flags::DOWNSTREAM_PROTOCOL_ERROR,
+            FLOOD_DETAILS,
+            "cancelled",
+        ),
+        (
             "error event in a 200 stream",
             200,
             vec![a.clone(), err_event.into(), DONE.into()],
@@ -757,7 +792,8 @@ pub fn errors() -> Vec<Case> {
                     details,
                 },
                 expect: w.done(),
-                known_bug: (name == "overflow").then_some(OVERFLOW_FILTER_STATE_BUG),
+                method: "POST",
+                upload_gap_us: 0,
             }
         })
         .collect();
@@ -776,7 +812,8 @@ pub fn errors() -> Vec<Case> {
             .prop("error_type", "bad_response")
             .prop("output_tokens", 0)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
     // The client leaves before the request body ended: cancelled, no response at all.
     cases.push(Case {
@@ -790,11 +827,12 @@ pub fn errors() -> Vec<Case> {
             flags: flags::DOWNSTREAM_CONNECTION_TERMINATION,
             details: "downstream_remote_disconnect",
         },
+        // Abandoned mid-upload: no worker ever had the request, so it has no duration.
         expect: Want::default()
             .requests("chat_completions", "unary", Some("cancelled"))
-            .duration("unary", 7_000)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
     // Connection refused before any response headers reached the filter.
     cases.push(Case {
@@ -812,7 +850,8 @@ pub fn errors() -> Vec<Case> {
             .requests("chat_completions", "stream", Some("unavailable"))
             .duration("stream", 2_000)
             .done(),
-        known_bug: None,
+        method: "POST",
+        upload_gap_us: 0,
     });
     cases
 }
@@ -840,7 +879,8 @@ pub fn tokens_per_event() -> Vec<Case> {
                 response: sse(200, 50_000, chunks, true),
                 end: End::normal(),
                 expect: streamed("chat_completions", &events, Some((4, 4 * k)), t),
-                known_bug: None,
+                method: "POST",
+        upload_gap_us: 0,
             }
         })
         .collect()
@@ -869,7 +909,8 @@ pub fn events_per_chunk() -> Vec<Case> {
                 response: sse(200, 0, chunks, true),
                 end: End::normal(),
                 expect: streamed("chat_completions", &events, None, t),
-                known_bug: None,
+                method: "POST",
+                upload_gap_us: 0,
             }
         })
         .collect()
@@ -911,10 +952,90 @@ pub fn splits() -> Vec<Case> {
                 ),
                 end: End::normal(),
                 expect: streamed("chat_completions", &events, Some((4, 3)), 130_000),
-                known_bug: None,
+                method: "POST",
+                upload_gap_us: 0,
             }
         })
         .collect()
+}
+
+/// Cases from the attack pass of issue 12: bodiless answers, a slow upload, escaped fields.
+pub fn hardening() -> Vec<Case> {
+    let mut cases = Vec::new();
+    // A HEAD (no request body, so no model) answered 200 with a JSON content type and no body:
+    // nothing to parse, not a bad response.
+    cases.push(Case {
+        name: "HEAD answered 200 with no body".into(),
+        method: "HEAD",
+        path: CHAT,
+        request_body: Vec::new(),
+        upload_gap_us: 0,
+        request_ends: true,
+        response: json(200, 5_000, vec![]),
+        end: End::normal(),
+        expect: Want::default()
+            .requests("chat_completions", "unary", None)
+            .duration("unary", 5_000)
+            .model("unknown")
+            .done(),
+    });
+    for status in [204, 304] {
+        cases.push(Case {
+            name: format!("{status} with a JSON content type and no body"),
+            method: "POST",
+            path: CHAT,
+            request_body: body(false, false),
+            upload_gap_us: 0,
+            request_ends: true,
+            response: json(status, 4_000, vec![]),
+            end: End::normal(),
+            expect: Want::default()
+                .requests("chat_completions", "unary", None)
+                .duration("unary", 4_000)
+                .done(),
+        });
+    }
+    // One byte of the body per second: TTFT and duration start when the body is complete
+    // (DESIGN §2), so the upload's ~27 s are in neither.
+    let events = [(7_000, 1), (10_000, 1)];
+    cases.push(Case {
+        name: "slow upload: ttft from the end of the request body".into(),
+        method: "POST",
+        path: CHAT,
+        request_body: body(true, false),
+        upload_gap_us: 1_000_000,
+        request_ends: true,
+        response: sse(
+            200,
+            2_000,
+            vec![at(5_000, chat("a")), at(3_000, chat("b")), at(0, DONE)],
+            true,
+        ),
+        end: End::normal(),
+        expect: streamed("chat_completions", &events, None, 10_000),
+    });
+    // JSON escapes decoded in the fields read: an escaped key is `model`, an escaped value `m`.
+    for (what, request) in [
+        ("escaped value", r#"{"model":"\u006d","stream":true}"#),
+        ("escaped key", r#"{"mod\u0065l":"m","stream":true}"#),
+        (
+            "escaped key and value",
+            r#"{"\u006dodel":"\u006D","\u0073tream":true}"#,
+        ),
+    ] {
+        cases.push(Case {
+            name: format!("request with an {what}"),
+            method: "POST",
+            path: CHAT,
+            request_body: request.as_bytes().to_vec(),
+            upload_gap_us: 0,
+            request_ends: true,
+            response: sse(200, 0, vec![at(9_000, chat("a")), at(0, DONE)], true),
+            end: End::normal(),
+            expect: streamed("chat_completions", &[(9_000, 1)], None, 9_000),
+        });
+    }
+    cases
 }
 
 // ----- configuration -----

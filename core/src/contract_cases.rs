@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::host::fake::FakeHost;
-use crate::host::MetricKind;
+use crate::host::{EnvoyEnd, MetricKind};
 use crate::meter::{ResponseHead, StreamMeter, VmMeter};
 use llm_pulse_cases::*;
 
@@ -11,13 +11,28 @@ use llm_pulse_cases::*;
 fn run(case: &Case) -> Expect {
     let host = FakeHost::default();
     host.clock_ns.set(1_735_689_600 * 1_000_000_000);
-    let mut vm = VmMeter::new(&Config::parse(b"{}", None).unwrap());
-    let mut s = StreamMeter::start(&host, case.path.as_bytes(), false);
-    s.on_request_body(&mut vm, &host, &case.request_body, case.request_ends);
-    let mut status = 0;
+    let mut vm = VmMeter::new(&Config::parse(PLUGIN_CONFIG.as_bytes(), None).unwrap());
+    let mut s = StreamMeter::start(&host, case.method.as_bytes(), case.path.as_bytes(), false);
+    if case.upload_gap_us == 0 {
+        s.on_request_body(&mut vm, &host, &case.request_body, case.request_ends);
+    } else {
+        let n = case.request_body.len();
+        for (i, b) in case.request_body.iter().enumerate() {
+            host.advance_us(case.upload_gap_us);
+            s.on_request_body(&mut vm, &host, &[*b], case.request_ends && i + 1 == n);
+        }
+    }
+    let envoy_end = |status| EnvoyEnd {
+        status,
+        flags: case.end.flags,
+        details: case.end.details.to_string(),
+    };
     if let Some(r) = &case.response {
         host.advance_us(r.after_us);
-        status = r.status;
+        if r.ends {
+            // Envoy flags its own replies before sending them (see `End`).
+            host.envoy_end.replace(envoy_end(r.status));
+        }
         let head = ResponseHead {
             status: r.status,
             content_type: r.content_type.as_bytes(),
@@ -33,8 +48,14 @@ fn run(case: &Case) -> Expect {
         }
     }
     host.advance_us(case.end.after_us);
-    s.on_log(&mut vm, &host, status, case.end.flags, case.end.details);
-    assert_eq!(host.value(INFLIGHT), 0, "{}: inflight", case.name);
+    host.envoy_end
+        .replace(envoy_end(case.response.as_ref().map_or(0, |r| r.status)));
+    s.on_log(&mut vm, &host);
+    for (name, v) in host.counters.borrow().iter() {
+        if name.starts_with("llm_inflight_requests.") {
+            assert_eq!(*v, 0, "{}: {name}", case.name);
+        }
+    }
 
     let mut samples: Vec<Sample> = host
         .names

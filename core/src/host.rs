@@ -27,6 +27,15 @@ impl fmt::Display for HostError {
     }
 }
 
+/// Envoy's account of a stream's end so far: `response.code`, `response.flags`,
+/// `response.code_details` (0, 0, empty when unknown).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvoyEnd {
+    pub status: u32,
+    pub flags: u64,
+    pub details: String,
+}
+
 pub trait Host {
     /// Wall-clock time in nanoseconds (proxy-wasm offers no monotonic clock in ABI 0.2.1).
     fn now_ns(&self) -> u64;
@@ -39,6 +48,9 @@ pub trait Host {
     /// Filter state for access logs (read back as `wasm.<path>`).
     fn set_property(&self, path: &str, value: &[u8]);
     fn log_warn(&self, msg: &str);
+    /// Envoy's account of the current stream's end (three property reads: ask only when it
+    /// can change the verdict).
+    fn envoy_end(&self) -> EnvoyEnd;
     /// An HTTP call to `cluster` (headers include `:method`, `:path`, `:authority`); the answer
     /// arrives later with the returned token.
     fn dispatch_http_call(
@@ -78,6 +90,9 @@ pub mod fake {
         /// The body of the call answer being delivered, and how many of its bytes were read.
         pub call_body: RefCell<Vec<u8>>,
         pub call_body_read: Cell<usize>,
+        /// What `envoy_end` answers, and how often it was asked.
+        pub envoy_end: RefCell<EnvoyEnd>,
+        pub envoy_end_reads: Cell<u32>,
     }
 
     #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,6 +206,10 @@ pub mod fake {
         }
         fn log_warn(&self, msg: &str) {
             self.logs.borrow_mut().push(msg.to_string());
+        }
+        fn envoy_end(&self) -> EnvoyEnd {
+            self.envoy_end_reads.set(self.envoy_end_reads.get() + 1);
+            self.envoy_end.borrow().clone()
         }
         fn dispatch_http_call(
             &self,

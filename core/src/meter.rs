@@ -2,9 +2,9 @@
 //! every host interaction behind [`Host`].
 
 use crate::config::Config;
-use crate::host::Host;
+use crate::host::{EnvoyEnd, Host};
 use crate::labels::{Endpoint, ErrorType, RequestType};
-use crate::metrics::{Metric, Metrics, ModelId, Series};
+use crate::metrics::{Lookup, Metric, Metrics, ModelId, Series};
 use crate::outcome::Outcome;
 use crate::protocol::request::RequestScanner;
 use crate::protocol::response::{JsonResponse, SseResponse, Summary};
@@ -18,7 +18,7 @@ pub struct VmMeter {
 impl VmMeter {
     pub fn new(config: &Config) -> VmMeter {
         VmMeter {
-            metrics: Metrics::new(&config.metrics_prefix, config.max_models),
+            metrics: Metrics::new(&config.metrics_prefix, config.max_models, &config.models),
         }
     }
 }
@@ -40,11 +40,20 @@ enum Body {
 }
 
 pub struct StreamMeter {
-    clock: StreamClock,
+    /// Started when the request is complete (DESIGN §2: TTFT and duration leave the client's
+    /// upload out); `None` until then.
+    clock: Option<StreamClock>,
     endpoint: Endpoint,
+    /// A `HEAD` request: its answer has no body to parse.
+    head: bool,
     request: Option<RequestScanner>,
     asked_stream: bool,
+    /// The label this request's figures go to; `None` until the request is complete.
     model: Option<ModelId>,
+    /// A model name no worker has accepted yet: admitted if this request's answer is 2xx.
+    pending_model: Option<String>,
+    /// Where this request's inflight +1 went, so the -1 goes to the same series.
+    inflight_model: Option<ModelId>,
     /// Cached per stream so each token costs one host call, not a map lookup and a call.
     itl_id: Option<u32>,
     status: u32,
@@ -52,6 +61,9 @@ pub struct StreamMeter {
     /// Set when the response ended; for unary bodies, the parsed summary.
     summary: Option<Summary>,
     response_complete: bool,
+    /// The request's one verdict (error type or none), decided once: at the response's end,
+    /// in time for the access log, or at `on_log` for a stream that never completed.
+    verdict: Option<Option<ErrorType>>,
     /// Output tokens not yet added to the counter, and when it was last bumped: the counter
     /// is bumped every few tokens or milliseconds, not per token, to keep about one host call
     /// per token (the ITL record).
@@ -68,25 +80,28 @@ const FLUSH_NS: u64 = 100_000_000;
 pub const MAX_ITL_SAMPLES_PER_EVENT: u32 = 4096;
 
 impl StreamMeter {
-    /// Request headers arrived. `encoded_body`: the request has a `content-encoding`, so its
-    /// body cannot be scanned.
-    pub fn start(host: &dyn Host, path: &[u8], encoded_body: bool) -> StreamMeter {
+    /// Request headers arrived. `method` is `:method`; `encoded_body`: the request has a
+    /// `content-encoding`, so its body cannot be scanned.
+    pub fn start(host: &dyn Host, method: &[u8], path: &[u8], encoded_body: bool) -> StreamMeter {
         let endpoint = Endpoint::from_path(path);
-        let now = host.now_ns();
         StreamMeter {
-            clock: StreamClock::new(now),
+            clock: None,
             endpoint,
+            head: method == b"HEAD",
             request: (endpoint.is_inference() && !encoded_body).then(RequestScanner::default),
             asked_stream: false,
             model: None,
+            pending_model: None,
+            inflight_model: None,
             itl_id: None,
             status: 0,
             body: Body::Opaque,
             summary: None,
             response_complete: false,
+            verdict: None,
             tokens_pending: 0,
             tokens_counted: 0,
-            last_flush_ns: now,
+            last_flush_ns: host.now_ns(),
         }
     }
 
@@ -108,19 +123,45 @@ impl StreamMeter {
         }
     }
 
-    /// The request is complete (or the response starts first): the model is as known as it
-    /// will be, so the request now counts as in flight under its model.
+    /// The request is complete (or the response starts first): the clock starts, the model is
+    /// as known as it will be, and the request counts as in flight under its label.
     pub fn on_request_end(&mut self, vm: &mut VmMeter, host: &dyn Host) {
         if self.model.is_some() {
             return;
         }
+        self.clock = Some(StreamClock::new(host.now_ns()));
         let facts = self.request.take().map(|s| s.facts).unwrap_or_default();
         self.asked_stream = facts.stream == Some(true);
-        let raw_model = facts.model.as_deref().unwrap_or_default();
-        let model = vm.metrics.models.resolve(host, raw_model);
+        let model = match vm.metrics.models.lookup(facts.model.as_deref()) {
+            Lookup::Known(id) => id,
+            Lookup::Pending(name) => {
+                self.pending_model = Some(name);
+                ModelId::OTHER
+            }
+        };
         self.model = Some(model);
+        self.inflight_model = Some(model);
         vm.metrics
             .increment(host, Metric::InflightRequests, Series::model_only(model), 1);
+    }
+
+    /// A 2xx answer: the worker accepted the request's model, which may now enter the cap.
+    /// The in-flight +1 moves with it, so its -1 finds it.
+    fn accept_model(&mut self, vm: &mut VmMeter, host: &dyn Host) {
+        let Some(name) = self.pending_model.take() else {
+            return;
+        };
+        let id = vm.metrics.models.admit(host, name);
+        if id == ModelId::OTHER {
+            return;
+        }
+        if let Some(old) = self.inflight_model {
+            let m = &mut vm.metrics;
+            m.increment(host, Metric::InflightRequests, Series::model_only(old), -1);
+            m.increment(host, Metric::InflightRequests, Series::model_only(id), 1);
+        }
+        self.inflight_model = Some(id);
+        self.model = Some(id);
     }
 
     pub fn on_response_headers(
@@ -135,7 +176,14 @@ impl StreamMeter {
         let identity = head.content_encoding.is_empty()
             || head.content_encoding.eq_ignore_ascii_case(b"identity");
         let success = (200..300).contains(&head.status);
-        self.body = if !self.endpoint.is_inference() || !success || !identity {
+        if success {
+            self.accept_model(vm, host);
+        } else {
+            self.pending_model = None;
+        }
+        // HEAD, 204 and 304 answers have no body whatever their headers say.
+        let bodiless = self.head || head.status == 204 || head.status == 304;
+        self.body = if !self.endpoint.is_inference() || !success || !identity || bodiless {
             Body::Opaque
         } else if media_type_is(head.content_type, b"text/event-stream") {
             Body::Sse(SseResponse::default())
@@ -153,7 +201,7 @@ impl StreamMeter {
         let now = host.now_ns();
         if let Body::Sse(sse) = &mut self.body {
             let model = self.model.unwrap_or(ModelId::OTHER);
-            let clock = &mut self.clock;
+            let clock = self.clock.get_or_insert_with(|| StreamClock::new(now));
             let itl_id = &mut self.itl_id;
             let tokens = &mut self.tokens_pending;
             sse.feed(chunk, &mut |k| {
@@ -202,8 +250,9 @@ impl StreamMeter {
                 let summary = json.finish();
                 if summary.malformed == 0 && self.endpoint.generates_tokens() {
                     // A unary answer's first token reaches the client with its last.
-                    self.clock.on_tokens(now, 1);
-                    let ttft_us = self.clock.elapsed_us(now);
+                    let clock = self.clock.get_or_insert_with(|| StreamClock::new(now));
+                    clock.on_tokens(now, 1);
+                    let ttft_us = clock.elapsed_us(now);
                     let model = self.model.unwrap_or(ModelId::OTHER);
                     vm.metrics.record(
                         host,
@@ -225,7 +274,10 @@ impl StreamMeter {
                 self.tokens_pending += reported - seen;
             }
         }
-        self.publish_filter_state(host);
+        // The verdict is made now, with Envoy's flags, because HCM access logs run before
+        // `on_log`: the filter state must already hold the error type the counter will get.
+        let verdict = self.decide(host);
+        self.publish_filter_state(host, verdict);
     }
 
     fn flush_output_tokens(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
@@ -261,7 +313,7 @@ impl StreamMeter {
         }
     }
 
-    fn error_type(&self, response_flags: u64, code_details: &str) -> Option<ErrorType> {
+    fn error_type(&self, end: &EnvoyEnd) -> Option<ErrorType> {
         let summary = self.summary_now().unwrap_or_default();
         Outcome {
             status: self.status,
@@ -270,14 +322,34 @@ impl StreamMeter {
             stream_finished: summary.complete,
             backend_error: summary.backend_error,
             malformed: summary.malformed > 0,
-            response_flags,
-            code_details,
+            response_flags: end.flags,
+            code_details: &end.details,
         }
         .error_type()
     }
 
+    /// The request's one verdict, made on first call: Envoy's account is read only when it
+    /// can change it (not after a complete response below 400 the filter saw itself: no flag
+    /// or detail turns that into an error, and each read is a host call).
+    fn decide(&mut self, host: &dyn Host) -> Option<ErrorType> {
+        if let Some(v) = self.verdict {
+            return v;
+        }
+        let end = if self.response_complete && (1..400).contains(&self.status) {
+            EnvoyEnd::default()
+        } else {
+            host.envoy_end()
+        };
+        if self.status == 0 {
+            self.status = end.status;
+        }
+        let v = self.error_type(&end);
+        self.verdict = Some(v);
+        v
+    }
+
     /// Per-request figures for access logs: `%FILTER_STATE(wasm.llm_pulse.ttft_us:PLAIN)%`.
-    fn publish_filter_state(&self, host: &dyn Host) {
+    fn publish_filter_state(&self, host: &dyn Host, verdict: Option<ErrorType>) {
         if !self.endpoint.is_inference() {
             return;
         }
@@ -286,8 +358,14 @@ impl StreamMeter {
                 host.set_property(name, v.to_string().as_bytes());
             }
         };
-        put("llm_pulse.ttft_us", self.clock.ttft_us());
-        put("llm_pulse.itl_avg_us", self.clock.itl_avg_us());
+        put(
+            "llm_pulse.ttft_us",
+            self.clock.as_ref().and_then(StreamClock::ttft_us),
+        );
+        put(
+            "llm_pulse.itl_avg_us",
+            self.clock.as_ref().and_then(StreamClock::itl_avg_us),
+        );
         let summary = self.summary_now();
         put(
             "llm_pulse.input_tokens",
@@ -297,36 +375,21 @@ impl StreamMeter {
             "llm_pulse.output_tokens",
             summary.map(|s| s.output_tokens()),
         );
-        if let Some(e) = self.error_type(0, "") {
+        if let Some(e) = verdict {
             host.set_property("llm_pulse.error_type", e.as_str().as_bytes());
         }
     }
 
-    /// Whether `on_log` needs Envoy's account of the end (status, response flags, code
-    /// details). Not after a complete response below 400 that the filter saw itself: no flag
-    /// or detail turns that into an error, and each is a host call on every request.
-    pub fn needs_envoy_outcome(&self) -> bool {
-        !(self.response_complete && (1..400).contains(&self.status))
-    }
-
     /// The stream is over (Envoy's `on_log`): completed, failed or abandoned. Returns whether
     /// it was a successful inference (evidence that its worker is healthy).
-    pub fn on_log(
-        &mut self,
-        vm: &mut VmMeter,
-        host: &dyn Host,
-        response_status: u32,
-        response_flags: u64,
-        code_details: &str,
-    ) -> bool {
+    pub fn on_log(&mut self, vm: &mut VmMeter, host: &dyn Host) -> bool {
+        // A request abandoned mid-upload never reached a worker: it has no duration to give.
+        let request_complete = self.model.is_some();
         self.on_request_end(vm, host);
-        if self.status == 0 {
-            self.status = response_status;
-        }
         let now = host.now_ns();
         self.flush_output_tokens(vm, host, now);
         let model = self.model.unwrap_or(ModelId::OTHER);
-        let error = self.error_type(response_flags, code_details);
+        let error = self.decide(host);
         let request_type = self.request_type();
         let series = Series {
             model,
@@ -336,12 +399,9 @@ impl StreamMeter {
         };
         let m = &mut vm.metrics;
         m.increment(host, Metric::RequestsTotal, series, 1);
-        m.record(
-            host,
-            Metric::RequestDuration,
-            series,
-            self.clock.elapsed_us(now),
-        );
+        if let (true, Some(clock)) = (request_complete, &self.clock) {
+            m.record(host, Metric::RequestDuration, series, clock.elapsed_us(now));
+        }
         if let Some(s) = self.summary_now() {
             let by_model = Series::model_only(model);
             if let Some(n) = s.input_tokens {
@@ -361,10 +421,11 @@ impl StreamMeter {
                 );
             }
         }
+        let inflight = self.inflight_model.unwrap_or(model);
         m.increment(
             host,
             Metric::InflightRequests,
-            Series::model_only(model),
+            Series::model_only(inflight),
             -1,
         );
         error.is_none() && self.endpoint.is_inference() && (200..300).contains(&self.status)

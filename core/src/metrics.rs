@@ -2,7 +2,9 @@
 //! per-VM cache of metric ids so the hot path never formats a stat name.
 
 use crate::host::{Host, HostError, MetricKind};
-use crate::labels::{sanitize_label_value, Endpoint, ErrorType, RequestType};
+use crate::labels::{
+    sanitize_label_value, Endpoint, ErrorType, RequestType, OTHER_MODEL, UNKNOWN_MODEL,
+};
 use hashbrown::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,12 +44,15 @@ impl Metric {
     }
 }
 
-/// Index of a model name admitted under the cap; [`ModelId::OTHER`] for names past it.
+/// Index of a model label: a pinned or admitted name, or one of the reserved buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ModelId(u16);
 
 impl ModelId {
+    /// Names past the cap, never accepted by a worker, or a client's reserved word.
     pub const OTHER: ModelId = ModelId(u16::MAX);
+    /// Requests that name no model.
+    pub const UNKNOWN: ModelId = ModelId(u16::MAX - 1);
 }
 
 /// The label values of one series; a metric uses the subset its contract row names.
@@ -83,12 +88,25 @@ impl Series {
     }
 }
 
-/// Model names seen by this VM, capped across all VMs of the `vm_id` through shared data so
-/// that `--concurrency N` does not multiply the cap by N.
+/// What a request's `model` value maps to before the worker answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A label already decided: pinned, admitted, or a reserved bucket.
+    Known(ModelId),
+    /// A name not admitted yet (sanitized): `other` until a worker accepts it.
+    Pending(String),
+}
+
+/// Model names seen by this VM. Pinned names (`models` in the config) are labelled as they
+/// are; other names enter the `max_models` cap only once a worker accepted them, so requests a
+/// worker refuses (404 for a made-up model) cannot fill the cap. The cap is shared by all VMs
+/// of the `vm_id` through shared data so that `--concurrency N` does not multiply it by N.
 pub struct Models {
     max: usize,
     shared_key: String,
+    /// Pinned names first, then admitted ones.
     names: Vec<String>,
+    pinned: usize,
     index: HashMap<String, ModelId>,
     /// Names recently refused, so a flood of distinct names costs one shared-data read each,
     /// not one per request. Bounded: cleared when full.
@@ -99,46 +117,89 @@ const REFUSED_CACHE: usize = 256;
 const CAS_RETRIES: usize = 8;
 
 impl Models {
-    pub fn new(prefix: &str, max: u32) -> Models {
-        Models {
+    pub fn new(prefix: &str, max: u32, pinned: &[String]) -> Models {
+        let mut m = Models {
             max: max as usize,
             shared_key: format!("llm_pulse.models.{prefix}"),
             names: Vec::new(),
+            pinned: 0,
             index: HashMap::new(),
             refused: HashSet::new(),
+        };
+        for name in pinned {
+            // The config checked each is a label value as is and not reserved.
+            if !m.index.contains_key(name) && m.names.len() < usize::from(u16::MAX - 2) {
+                m.push(name.clone());
+            }
         }
+        m.pinned = m.names.len();
+        m
+    }
+
+    fn push(&mut self, name: String) -> ModelId {
+        let id = ModelId(u16::try_from(self.names.len()).unwrap_or(u16::MAX));
+        self.names.push(name.clone());
+        self.index.insert(name, id);
+        id
     }
 
     pub fn label(&self, id: ModelId) -> &str {
-        if id == ModelId::OTHER {
-            return "other";
+        if id == ModelId::UNKNOWN {
+            return UNKNOWN_MODEL;
         }
         self.names
-            .get(id.0 as usize)
+            .get(usize::from(id.0))
             .map(String::as_str)
-            .unwrap_or("other")
+            .unwrap_or(OTHER_MODEL)
     }
 
-    /// The id for a raw model value from a request (sanitized here).
-    pub fn resolve(&mut self, host: &dyn Host, raw: &[u8]) -> ModelId {
+    /// The label of a request's raw `model` value (`None`: the request names none), before
+    /// any worker answered it.
+    pub fn lookup(&self, raw: Option<&[u8]>) -> Lookup {
+        let Some(raw) = raw else {
+            return Lookup::Known(ModelId::UNKNOWN);
+        };
         let name = sanitize_label_value(raw);
+        if let Some(id) = self.index.get(&name) {
+            return Lookup::Known(*id);
+        }
+        if name == UNKNOWN_MODEL && raw != UNKNOWN_MODEL.as_bytes() {
+            return Lookup::Known(ModelId::UNKNOWN); // blank
+        }
+        if name == OTHER_MODEL || name == UNKNOWN_MODEL {
+            // A client naming a bucket must not be counted as one of its own.
+            return Lookup::Known(ModelId::OTHER);
+        }
+        Lookup::Pending(name)
+    }
+
+    /// A worker accepted a request for `name` (from [`Lookup::Pending`]): its id if the cap
+    /// has room (or another VM admitted it), else `other`.
+    pub fn admit(&mut self, host: &dyn Host, name: String) -> ModelId {
         if let Some(id) = self.index.get(&name) {
             return *id;
         }
-        if self.refused.contains(&name) || self.names.len() >= self.max {
+        if self.refused.contains(&name) || self.names.len().saturating_sub(self.pinned) >= self.max
+        {
             return ModelId::OTHER;
         }
         if self.admit_globally(host, &name) {
-            let id = ModelId(self.names.len() as u16);
-            self.names.push(name.clone());
-            self.index.insert(name, id);
-            id
+            self.push(name)
         } else {
             if self.refused.len() >= REFUSED_CACHE {
                 self.refused.clear();
             }
             self.refused.insert(name);
             ModelId::OTHER
+        }
+    }
+
+    /// Lookup then admission at once: for tests and callers that know the worker accepted.
+    #[cfg(test)]
+    pub fn resolve(&mut self, host: &dyn Host, raw: &[u8]) -> ModelId {
+        match self.lookup(Some(raw)) {
+            Lookup::Known(id) => id,
+            Lookup::Pending(name) => self.admit(host, name),
         }
     }
 
@@ -187,10 +248,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(prefix: &str, max_models: u32) -> Metrics {
+    pub fn new(prefix: &str, max_models: u32, pinned: &[String]) -> Metrics {
         Metrics {
             prefix: prefix.to_string(),
-            models: Models::new(prefix, max_models),
+            models: Models::new(prefix, max_models, pinned),
             ids: HashMap::new(),
             define_failed: false,
         }
@@ -300,7 +361,7 @@ mod tests {
     #[test]
     fn stat_names_encode_labels() {
         let host = FakeHost::default();
-        let mut m = Metrics::new("llm", 4);
+        let mut m = Metrics::new("llm", 4, &[]);
         let model = m.models.resolve(&host, b"qwen/Qwen3-8B");
         let s = Series {
             model,
@@ -355,7 +416,7 @@ mod tests {
     #[test]
     fn ids_are_defined_once_per_series() {
         let host = FakeHost::default();
-        let mut m = Metrics::new("p", 4);
+        let mut m = Metrics::new("p", 4, &[]);
         let model = m.models.resolve(&host, b"m");
         let a = Series::model_only(model);
         // Labels a metric does not carry do not make a new series.
@@ -375,8 +436,8 @@ mod tests {
     #[test]
     fn model_cap_is_shared_between_vms() {
         let host = FakeHost::default(); // one host = one shared-data store
-        let mut vm1 = Models::new("llm", 2);
-        let mut vm2 = Models::new("llm", 2);
+        let mut vm1 = Models::new("llm", 2, &[]);
+        let mut vm2 = Models::new("llm", 2, &[]);
         let a = vm1.resolve(&host, b"a");
         let b = vm2.resolve(&host, b"b");
         assert_ne!(a, ModelId::OTHER);
@@ -394,7 +455,7 @@ mod tests {
     #[test]
     fn model_values_are_sanitized_before_the_cap() {
         let host = FakeHost::default();
-        let mut m = Models::new("llm", 8);
+        let mut m = Models::new("llm", 8, &[]);
         let id = m.resolve(&host, b"evil;.;endpoint=.=x");
         assert_eq!(m.label(id), "evil_._endpoint_._x");
         assert_eq!(m.resolve(&host, b"evil;.;endpoint=.=x"), id);
@@ -403,7 +464,7 @@ mod tests {
     #[test]
     fn ten_thousand_names_stay_capped() {
         let host = FakeHost::default();
-        let mut m = Models::new("llm", 32);
+        let mut m = Models::new("llm", 32, &[]);
         let mut admitted = 0;
         for i in 0..10_000 {
             if m.resolve(&host, format!("model-{i}").as_bytes()) != ModelId::OTHER {
@@ -412,5 +473,33 @@ mod tests {
         }
         assert_eq!(admitted, 32);
         assert!(m.refused.len() <= REFUSED_CACHE);
+    }
+
+    #[test]
+    fn names_wait_for_a_worker_and_buckets_are_reserved() {
+        let host = FakeHost::default();
+        let mut m = Models::new("llm", 1, &["pinned-a".to_string()]);
+        assert_eq!(m.lookup(None), Lookup::Known(ModelId::UNKNOWN));
+        assert_eq!(m.lookup(Some(b"  ")), Lookup::Known(ModelId::UNKNOWN));
+        // A client naming a bucket lands in `other`, never in a series of its own.
+        assert_eq!(m.lookup(Some(b"other")), Lookup::Known(ModelId::OTHER));
+        assert_eq!(m.lookup(Some(b"unknown")), Lookup::Known(ModelId::OTHER));
+        // Pinned: known at once, outside the cap.
+        let Lookup::Known(p) = m.lookup(Some(b"pinned-a")) else {
+            panic!("pinned not known");
+        };
+        assert_eq!(m.label(p), "pinned-a");
+        // Looking a name up admits nothing: a thousand never-accepted names leave the cap free.
+        for i in 0..1000 {
+            let name = format!("junk-{i}");
+            assert_eq!(m.lookup(Some(name.as_bytes())), Lookup::Pending(name));
+        }
+        assert!(host.shared.borrow().is_empty());
+        let real = m.admit(&host, "real".to_string());
+        assert_eq!(m.label(real), "real");
+        assert_eq!(m.lookup(Some(b"real")), Lookup::Known(real));
+        // The cap (1) holds the accepted name; the pinned one does not count against it.
+        assert_eq!(m.admit(&host, "late".to_string()), ModelId::OTHER);
+        assert_eq!(m.label(ModelId::UNKNOWN), "unknown");
     }
 }

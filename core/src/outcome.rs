@@ -14,6 +14,7 @@ pub mod flags {
     pub const UPSTREAM_OVERFLOW: u64 = 1 << 7; // UO
     pub const DOWNSTREAM_CONNECTION_TERMINATION: u64 = 1 << 14; // DC
     pub const STREAM_IDLE_TIMEOUT: u64 = 1 << 16; // SI
+    pub const DOWNSTREAM_PROTOCOL_ERROR: u64 = 1 << 18; // DPE
     pub const UPSTREAM_MAX_STREAM_DURATION: u64 = 1 << 19; // UMSDR
     pub const DURATION_TIMEOUT: u64 = 1 << 22; // DT
     pub const NO_CLUSTER_FOUND: u64 = 1 << 24; // NC
@@ -51,7 +52,14 @@ impl Outcome<'_> {
         let f = self.response_flags;
         let client_gone =
             f & flags::DOWNSTREAM_GONE != 0 || self.code_details.starts_with("downstream_");
-        if !self.response_complete && client_gone {
+        // The client broke its own protocol (invalid HTTP/2 framing, a flood Envoy cut off):
+        // DPE, or the downstream codec's own details (an upstream codec error is reported as
+        // `upstream_reset_...{protocol_error}` and UPE, never like this).
+        let client_broke_protocol = f & flags::DOWNSTREAM_PROTOCOL_ERROR != 0
+            || self.code_details.starts_with("codec_error")
+            || self.code_details.starts_with("http2.")
+            || self.code_details.starts_with("http1.");
+        if !self.response_complete && (client_gone || client_broke_protocol) {
             return Some(ErrorType::Cancelled);
         }
         if self.status >= 400 {
@@ -216,6 +224,25 @@ mod tests {
                     ..base
                 },
                 Some(ErrorType::BadResponse),
+            ),
+            (
+                Outcome {
+                    response_complete: false,
+                    stream_finished: false,
+                    response_flags: flags::DOWNSTREAM_PROTOCOL_ERROR,
+                    code_details: "codec_error:The_user_callback_function_failed",
+                    ..base
+                },
+                Some(ErrorType::Cancelled),
+            ),
+            (
+                Outcome {
+                    response_complete: false,
+                    stream_finished: false,
+                    code_details: "http2.too_many_headers",
+                    ..base
+                },
+                Some(ErrorType::Cancelled),
             ),
             // A client leaving after the whole response went out cancelled nothing.
             (

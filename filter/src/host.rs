@@ -1,7 +1,7 @@
 //! [`ProxyWasmHost`]: llm-pulse-core's [`Host`] on Envoy's proxy-wasm hostcalls. Every error is
 //! handled here; nothing unwraps (the SDK's trait helpers do, and a panic takes the VM down).
 
-use llm_pulse_core::host::{Host, HostError, MetricKind};
+use llm_pulse_core::host::{EnvoyEnd, Host, HostError, MetricKind};
 
 /// The real host: proxy-wasm hostcalls into Envoy.
 pub struct ProxyWasmHost;
@@ -65,6 +65,14 @@ impl Host for ProxyWasmHost {
         log::warn!("{msg}");
     }
 
+    fn envoy_end(&self) -> EnvoyEnd {
+        EnvoyEnd {
+            status: u32::try_from(property_u64(&["response", "code"]).unwrap_or(0)).unwrap_or(0),
+            flags: property_u64(&["response", "flags"]).unwrap_or(0),
+            details: property_string(&["response", "code_details"]),
+        }
+    }
+
     fn dispatch_http_call(
         &self,
         cluster: &str,
@@ -92,4 +100,21 @@ impl Host for ProxyWasmHost {
         .flatten()
         .unwrap_or_default()
     }
+}
+
+/// Envoy serializes integer properties as 8 little-endian bytes.
+pub fn property_u64(path: &[&str]) -> Option<u64> {
+    let bytes = proxy_wasm::hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()?;
+    let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_le_bytes(arr))
+}
+
+pub fn property_string(path: &[&str]) -> String {
+    proxy_wasm::hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }

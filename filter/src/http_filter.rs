@@ -4,7 +4,7 @@
 //! Host calls go through `hostcalls` with errors handled, never through the SDK's trait
 //! helpers, which `unwrap()` (a panic would take the whole VM down).
 
-use crate::host::ProxyWasmHost;
+use crate::host::{property_string, ProxyWasmHost};
 use llm_pulse_core::health::prober::Prober;
 use llm_pulse_core::health::report::{self, Endpoint, Endpoints};
 use llm_pulse_core::host::Host;
@@ -27,10 +27,9 @@ pub struct HealthEndpoint {
 impl HealthEndpoint {
     /// The local answer for a request, if it is one of ours: path first, then the method,
     /// then (only for `health.serve: <authority>`) the `:authority`.
-    fn answer(&self, path: &[u8]) -> Option<(u32, String, bool)> {
+    fn answer(&self, method: &[u8], path: &[u8]) -> Option<(u32, String)> {
         let endpoint = self.endpoints.endpoint(path)?;
-        let method = request_header(":method").unwrap_or_default();
-        if !Endpoints::answers_method(&method) {
+        if !Endpoints::answers_method(method) {
             return None;
         }
         if self.endpoints.serve.needs_authority() {
@@ -41,17 +40,12 @@ impl HealthEndpoint {
         }
         let host = ProxyWasmHost;
         let uptime = host.now_ns().saturating_sub(self.started_ns) / 1_000_000_000;
-        let with_body = method == b"GET";
         match endpoint {
             Endpoint::Health => {
                 let prober = self.prober.try_borrow().ok()?;
-                let (status, body) = report::health(&prober.views(&host), uptime, self.details);
-                Some((status, body, with_body))
+                Some(report::health(&prober.views(&host), uptime, self.details))
             }
-            Endpoint::Live => {
-                let (status, body) = report::live(uptime);
-                Some((status, body, with_body))
-            }
+            Endpoint::Live => Some(report::live(uptime)),
         }
     }
 }
@@ -90,21 +84,6 @@ fn response_header(name: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// Envoy serializes integer properties as 8 little-endian bytes.
-fn property_u64(path: &[&str]) -> Option<u64> {
-    let bytes = hostcalls::get_property(path.to_vec()).ok().flatten()?;
-    let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    Some(u64::from_le_bytes(arr))
-}
-
-fn property_string(path: &[&str]) -> String {
-    hostcalls::get_property(path.to_vec())
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default()
-}
-
 fn body(kind: BufferType, size: usize) -> Vec<u8> {
     if size == 0 {
         return Vec::new();
@@ -120,13 +99,14 @@ impl Context for HttpFilter {}
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let path = request_header(":path").unwrap_or_default();
-        if let Some((status, body, with_body)) = self.health.as_ref().and_then(|h| h.answer(&path))
-        {
+        // Read once: the health endpoints need it, and a HEAD's answer has no body to parse.
+        let method = request_header(":method").unwrap_or_default();
+        if let Some((status, body)) = self.health.as_ref().and_then(|h| h.answer(&method, &path)) {
             let headers = vec![
                 ("content-type", "application/json"),
                 ("cache-control", "no-store"),
             ];
-            let body = with_body.then_some(body.as_bytes());
+            let body = (method == b"GET").then_some(body.as_bytes());
             if hostcalls::send_http_response(status, headers, body).is_ok() {
                 // Answered here: the stream is not an inference to measure.
                 return Action::Pause;
@@ -135,7 +115,7 @@ impl HttpContext for HttpFilter {
         let encoded = request_header("content-encoding")
             .map(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
             .unwrap_or(false);
-        self.stream = Some(StreamMeter::start(&ProxyWasmHost, &path, encoded));
+        self.stream = Some(StreamMeter::start(&ProxyWasmHost, &method, &path, encoded));
         if end_of_stream {
             self.with_stream(|s, vm| s.on_request_end(vm, &ProxyWasmHost));
         }
@@ -188,23 +168,9 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
-        let needs_outcome = self
-            .stream
-            .as_ref()
-            .is_some_and(StreamMeter::needs_envoy_outcome);
-        let (status, flags, details) = if needs_outcome {
-            (
-                property_u64(&["response", "code"]).unwrap_or(0),
-                property_u64(&["response", "flags"]).unwrap_or(0),
-                property_string(&["response", "code_details"]),
-            )
-        } else {
-            (0, 0, String::new())
-        };
-        let status = u32::try_from(status).unwrap_or(0);
         let mut succeeded = false;
         self.with_stream(|s, vm| {
-            succeeded = s.on_log(vm, &ProxyWasmHost, status, flags, &details);
+            succeeded = s.on_log(vm, &ProxyWasmHost);
         });
         if let (true, Some(health)) = (succeeded, &self.health) {
             let cluster = property_string(&["xds", "cluster_name"]);

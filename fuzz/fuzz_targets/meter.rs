@@ -110,7 +110,12 @@ fuzz_target!(|input: Input| {
             Op::Start { path, encoded } => {
                 if streams.len() < 6 {
                     streams.push(Stream {
-                        meter: Some(StreamMeter::start(&host, pick(PATHS, path), encoded)),
+                        meter: Some(StreamMeter::start(
+                            &host,
+                            b"POST",
+                            pick(PATHS, path),
+                            encoded,
+                        )),
                         ..Stream::default()
                     });
                 }
@@ -181,13 +186,12 @@ fuzz_target!(|input: Input| {
                 let n = streams.len().max(1);
                 if let Some(s) = streams.get_mut(usize::from(stream) % n) {
                     if let Some(mut m) = s.meter.take() {
-                        m.on_log(
-                            &mut vm,
-                            &host,
-                            u32::from(status % 700),
+                        host.envoy_end.replace(llm_pulse_core::host::EnvoyEnd {
+                            status: u32::from(status % 700),
                             flags,
-                            pick(DETAILS, details),
-                        );
+                            details: pick(DETAILS, details).to_string(),
+                        });
+                        m.on_log(&mut vm, &host);
                         logged += 1;
                     }
                 }
@@ -197,7 +201,8 @@ fuzz_target!(|input: Input| {
     // Envoy logs every stream in the end.
     for s in &mut streams {
         if let Some(mut m) = s.meter.take() {
-            m.on_log(&mut vm, &host, 0, 0, "");
+            host.envoy_end.take();
+            m.on_log(&mut vm, &host);
             logged += 1;
         }
     }

@@ -1,7 +1,7 @@
 //! Helpers shared by the fuzz targets: a tiny in-memory [`Host`] (the filter's own `FakeHost`
 //! is `#[cfg(test)]`), chunk splitting, and the metric-name invariants.
 
-use llm_pulse_core::host::{Host, HostError, MetricKind};
+use llm_pulse_core::host::{EnvoyEnd, Host, HostError, MetricKind};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
@@ -14,6 +14,8 @@ pub struct FuzzHost {
     pub histograms: RefCell<BTreeMap<String, u64>>,
     pub shared: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
     pub metric_calls: Cell<u64>,
+    /// What `envoy_end` answers (set by the target before `on_log`).
+    pub envoy_end: RefCell<EnvoyEnd>,
 }
 
 impl FuzzHost {
@@ -81,6 +83,9 @@ impl Host for FuzzHost {
     }
     fn set_property(&self, _path: &str, _value: &[u8]) {}
     fn log_warn(&self, _msg: &str) {}
+    fn envoy_end(&self) -> EnvoyEnd {
+        self.envoy_end.borrow().clone()
+    }
     fn dispatch_http_call(
         &self,
         _cluster: &str,

@@ -66,18 +66,9 @@ pub struct EnvoyOptions {
     pub wasm_override: Option<PathBuf>,
     /// Run with hot restart enabled in this epoch instead of `--disable-hot-restart`.
     pub hot_restart: Option<HotRestart>,
-    /// A change to the rendered YAML (an extra virtual host or cluster, say), applied last.
-    pub edit: Option<YamlEdit>,
-}
-
-/// A function applied to the rendered bootstrap YAML.
-#[derive(Clone)]
-pub struct YamlEdit(pub std::sync::Arc<dyn Fn(String) -> String + Send + Sync>);
-
-impl std::fmt::Debug for YamlEdit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("YamlEdit(..)")
-    }
+    /// Text replacements on the rendered `envoy.yaml` (each `from` must occur), for a test
+    /// that needs Envoy configured otherwise (e.g. a circuit breaker).
+    pub yaml_patches: Vec<(String, String)>,
 }
 
 /// Envoy hot restart: the Envoy of epoch N+1 with the same `base_id` takes the listen sockets
@@ -108,7 +99,7 @@ impl EnvoyOptions {
             log_level: "info".to_string(),
             wasm_override: None,
             hot_restart: None,
-            edit: None,
+            yaml_patches: Vec::new(),
         }
     }
 
@@ -144,15 +135,17 @@ impl EnvoyOptions {
                 format!("{}s", self.stats_flush.as_secs_f64()),
             ),
         ];
-        let config = render(&template, &vars)?;
-        let config = if self.with_filter {
+        let mut config = render(&template, &vars)?;
+        for (from, to) in &self.yaml_patches {
+            if !config.contains(from.as_str()) {
+                bail!("yaml patch: {from:?} is not in envoy.yaml");
+            }
+            config = config.replace(from.as_str(), to);
+        }
+        Ok(if self.with_filter {
             config
         } else {
             without_filter(&config)
-        };
-        Ok(match &self.edit {
-            Some(edit) => (edit.0)(config),
-            None => config,
         })
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::host::fake::FakeHost;
+use crate::host::EnvoyEnd;
 use crate::outcome::flags;
 
 const CHAT: &str = "/v1/chat/completions";
@@ -11,7 +12,8 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let config = Config::parse(b"{}", None).unwrap();
+        // `m` is pinned: these tests are about figures, not the cap's admission.
+        let config = Config::parse(br#"{"models":["m"]}"#, None).unwrap();
         Rig {
             host: FakeHost::default(),
             vm: VmMeter::new(&config),
@@ -19,7 +21,7 @@ impl Rig {
     }
 
     fn start(&mut self, path: &str, body: &str) -> StreamMeter {
-        let mut s = StreamMeter::start(&self.host, path.as_bytes(), false);
+        let mut s = StreamMeter::start(&self.host, b"POST", path.as_bytes(), false);
         s.on_request_body(&mut self.vm, &self.host, body.as_bytes(), true);
         s
     }
@@ -40,7 +42,7 @@ impl Rig {
 
     fn end(&mut self, s: &mut StreamMeter) {
         s.on_response_body(&mut self.vm, &self.host, b"", true);
-        s.on_log(&mut self.vm, &self.host, 0, 0, "via_upstream");
+        s.on_log(&mut self.vm, &self.host);
     }
 
     fn requests(&self, labels: &str) -> i64 {
@@ -137,15 +139,14 @@ fn unary_ttft_is_the_duration() {
 #[test]
 fn a_client_gone_before_any_response_is_cancelled() {
     let mut r = Rig::new();
-    let mut s = StreamMeter::start(&r.host, CHAT.as_bytes(), false);
+    let mut s = StreamMeter::start(&r.host, b"POST", CHAT.as_bytes(), false);
     s.on_request_body(&mut r.vm, &r.host, br#"{"model":"m","str"#, false);
-    s.on_log(
-        &mut r.vm,
-        &r.host,
-        0,
-        flags::DOWNSTREAM_CONNECTION_TERMINATION,
-        "downstream_remote_disconnect",
-    );
+    r.host.envoy_end.replace(EnvoyEnd {
+        status: 0,
+        flags: flags::DOWNSTREAM_CONNECTION_TERMINATION,
+        details: "downstream_remote_disconnect".into(),
+    });
+    s.on_log(&mut r.vm, &r.host);
     assert_eq!(
         r.requests(&err_labels("chat_completions", "unary", "cancelled")),
         1
@@ -173,7 +174,7 @@ fn malformed_worker_bodies_are_bad_responses() {
 #[test]
 fn other_paths_are_counted_but_not_parsed() {
     let mut r = Rig::new();
-    let mut s = StreamMeter::start(&r.host, b"/v1/models", false);
+    let mut s = StreamMeter::start(&r.host, b"GET", b"/v1/models", false);
     s.on_request_end(&mut r.vm, &r.host);
     r.respond(&mut s, 200, "application/json");
     assert!(!s.wants_response_body());
@@ -230,20 +231,25 @@ fn models_past_the_cap_report_as_other() {
     let host = FakeHost::default();
     let mut vm = VmMeter::new(&config);
     for model in ["a", "b", "c"] {
-        let mut s = StreamMeter::start(&host, CHAT.as_bytes(), false);
+        let mut s = StreamMeter::start(&host, b"POST", CHAT.as_bytes(), false);
         s.on_request_body(
             &mut vm,
             &host,
             format!(r#"{{"model":"{model}"}}"#).as_bytes(),
             true,
         );
-        s.on_log(
-            &mut vm,
-            &host,
-            0,
-            flags::DOWNSTREAM_CONNECTION_TERMINATION,
-            "",
-        );
+        let head = ResponseHead {
+            status: 200,
+            content_type: b"application/json",
+            content_encoding: b"",
+        };
+        s.on_response_headers(&mut vm, &host, head, false);
+        host.envoy_end.replace(EnvoyEnd {
+            status: 200,
+            flags: flags::DOWNSTREAM_CONNECTION_TERMINATION,
+            details: String::new(),
+        });
+        s.on_log(&mut vm, &host);
     }
     let names: Vec<String> = host.names.borrow().iter().map(|(_, n)| n.clone()).collect();
     assert!(names.iter().any(|n| n.contains("model=.=a;.;")));
@@ -312,35 +318,110 @@ fn a_huge_cumulative_jump_records_a_bounded_number_of_itl_samples() {
     assert_eq!(r.host.value("llm_inflight_requests.model=.=m;.;"), 0);
 }
 
-/// on_log reads Envoy's response properties only when they can change the verdict: a complete
-/// response below 400 is classified from what the filter saw (three host calls saved per
-/// request); anything else needs the flags and details (cancelled, timeouts, overflow).
+/// Envoy's account (three property reads) is asked for only when it can change the verdict:
+/// a complete response below 400 is classified from what the filter saw; anything else needs
+/// the flags and details (cancelled, timeouts, overflow), and it is read once per request.
 #[test]
 fn envoy_outcome_is_read_only_when_it_can_matter() {
     let mut r = Rig::new();
+    r.host.envoy_end.replace(EnvoyEnd {
+        status: 200,
+        flags: flags::UPSTREAM_OVERFLOW | flags::DOWNSTREAM_GONE,
+        details: "downstream_remote_disconnect".into(),
+    });
     let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
-    assert!(s.needs_envoy_outcome(), "no response yet");
     r.respond(&mut s, 200, "text/event-stream");
     r.chunk(&mut s, 10, &content("a"));
-    assert!(s.needs_envoy_outcome(), "response not complete");
     r.chunk(&mut s, 10, DONE);
-    s.on_response_body(&mut r.vm, &r.host, b"", true);
-    assert!(!s.needs_envoy_outcome());
-    // With no flags and no details the verdict is the same as with any of them.
-    for (flags, details) in [
-        (0, ""),
-        (flags::UPSTREAM_OVERFLOW, "x"),
-        (flags::DOWNSTREAM_GONE, "downstream_remote_disconnect"),
-    ] {
-        assert_eq!(s.error_type(flags, details), None);
-    }
-    s.on_log(&mut r.vm, &r.host, 0, 0, "");
+    r.end(&mut s);
+    assert_eq!(r.host.envoy_end_reads.get(), 0);
     assert_eq!(r.requests(OK_STREAM), 1);
 
     for status in [429, 500, 503] {
+        let reads = r.host.envoy_end_reads.get();
         let mut s = r.start(CHAT, r#"{"model":"m"}"#);
         r.respond(&mut s, status, "application/json");
-        s.on_response_body(&mut r.vm, &r.host, b"{}", true);
-        assert!(s.needs_envoy_outcome(), "{status}");
+        r.chunk(&mut s, 1, "{}");
+        r.end(&mut s);
+        assert_eq!(r.host.envoy_end_reads.get(), reads + 1, "{status}");
     }
+}
+
+/// Issue 12 (2): 32 made-up names a worker refused (404) filled the cap at request end, and
+/// every later real model was `other`. Names now enter the cap on a 2xx only; the in-flight
+/// +1 of a name accepted mid-request moves with it, so the -1 finds it.
+#[test]
+fn refused_names_do_not_fill_the_cap() {
+    let config = Config::parse(br#"{"max_models":32}"#, None).unwrap();
+    let host = FakeHost::default();
+    let mut vm = VmMeter::new(&config);
+    let mut run = |model: &str, status: u32| {
+        let mut s = StreamMeter::start(&host, b"POST", CHAT.as_bytes(), false);
+        let body = format!(r#"{{"model":"{model}","stream":true}}"#);
+        s.on_request_body(&mut vm, &host, body.as_bytes(), true);
+        let head = ResponseHead {
+            status,
+            content_type: b"text/event-stream",
+            content_encoding: b"",
+        };
+        s.on_response_headers(&mut vm, &host, head, false);
+        let inflight = |name: &str| host.value(&format!("llm_inflight_requests.model=.={name};.;"));
+        let mid = (inflight(model), inflight("other"));
+        s.on_response_body(&mut vm, &host, content("a").as_bytes(), false);
+        s.on_response_body(&mut vm, &host, DONE.as_bytes(), true);
+        s.on_log(&mut vm, &host);
+        mid
+    };
+    for i in 0..32 {
+        assert_eq!(run(&format!("junk-{i}"), 404), (0, 1));
+    }
+    // In flight under its own name once the worker accepted it.
+    assert_eq!(run("sim-model", 200), (1, 0));
+    assert_eq!(
+        host.value("llm_requests_total.model=.=sim-model;.;endpoint=.=chat_completions;.;request_type=.=stream;.;status=.=success;.;error_type=.=;.;"),
+        1
+    );
+    assert_eq!(
+        host.samples("llm_time_to_first_token_microseconds.model=.=sim-model;.;")
+            .len(),
+        1
+    );
+    assert_eq!(
+        host.value("llm_requests_total.model=.=other;.;endpoint=.=chat_completions;.;request_type=.=stream;.;status=.=error;.;error_type=.=not_found;.;"),
+        32
+    );
+    for (kind, name) in host.names.borrow().iter() {
+        assert!(!name.contains("junk-"), "{name}");
+        if *kind == crate::host::MetricKind::Gauge {
+            assert_eq!(host.value(name), 0, "{name}");
+        }
+    }
+}
+
+/// Issue 12 (6): a client naming a reserved bucket lands in `other`; pinned names are labelled
+/// at once, outside the cap.
+#[test]
+fn reserved_and_pinned_models() {
+    let config = Config::parse(br#"{"max_models":1,"models":["p1","p2"]}"#, None).unwrap();
+    let host = FakeHost::default();
+    let mut vm = VmMeter::new(&config);
+    for model in ["other", "unknown", "p1", "p2", "x", "y"] {
+        let mut s = StreamMeter::start(&host, b"POST", CHAT.as_bytes(), false);
+        let body = format!(r#"{{"model":"{model}"}}"#);
+        s.on_request_body(&mut vm, &host, body.as_bytes(), true);
+        let head = ResponseHead {
+            status: 200,
+            content_type: b"application/json",
+            content_encoding: b"",
+        };
+        s.on_response_headers(&mut vm, &host, head, false);
+        s.on_response_body(&mut vm, &host, br#"{"choices":[]}"#, true);
+        s.on_log(&mut vm, &host);
+    }
+    let ok = |m: &str| {
+        host.value(&format!("llm_requests_total.model=.={m};.;endpoint=.=chat_completions;.;request_type=.=unary;.;status=.=success;.;error_type=.=;.;"))
+    };
+    assert_eq!((ok("p1"), ok("p2"), ok("x")), (1, 1, 1));
+    assert_eq!(ok("other"), 3, "other, unknown and y (past the cap)");
+    assert_eq!(ok("unknown"), 0);
 }

@@ -65,7 +65,7 @@ impl KeyTag {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scalar<'a> {
-    /// A string: its captured prefix (escapes decoded, `\u` as `?`), whether it was cut at the
+    /// A string: its captured prefix (escapes decoded, `\u` to UTF-8), whether it was cut at the
     /// capture length, and whether it was empty.
     Str {
         text: &'a [u8],
@@ -129,6 +129,10 @@ pub struct JsonScanner {
     value_slot: Slot,
     str_is_key: bool,
     str_empty: bool,
+    /// A `\uXXXX` escape: its code unit so far, and a high surrogate waiting for its low
+    /// half (0: none). Decoded so a label cannot be forged with escapes a worker decodes.
+    unit: u32,
+    high: u32,
     capture: usize,
     buf: [u8; CAPTURE_CAP],
     buf_len: usize,
@@ -151,6 +155,8 @@ impl JsonScanner {
             value_slot: root,
             str_is_key: false,
             str_empty: true,
+            unit: 0,
+            high: 0,
             capture: 0,
             buf: [0; CAPTURE_CAP],
             buf_len: 0,
@@ -220,28 +226,31 @@ impl JsonScanner {
                         b'n' => b'\n',
                         b'r' => b'\r',
                         b't' => b'\t',
-                        b'u' => b'?',
+                        b'u' => {
+                            self.unit = 0;
+                            self.state = State::StrUnicode(4);
+                            rest = rest.get(1..).unwrap_or_default();
+                            continue;
+                        }
                         _ => {
                             self.state = State::Error;
                             return;
                         }
                     };
                     self.string_bytes(&[decoded]);
-                    self.state = if b == b'u' {
-                        State::StrUnicode(4)
-                    } else {
-                        State::Str
-                    };
+                    self.state = State::Str;
                     1
                 }
                 State::StrUnicode(left) => {
-                    if !b.is_ascii_hexdigit() {
+                    let Some(digit) = char::from(b).to_digit(16) else {
                         self.state = State::Error;
                         return;
-                    }
+                    };
+                    self.unit = self.unit << 4 | digit;
                     self.state = if left > 1 {
                         State::StrUnicode(left - 1)
                     } else {
+                        self.unicode_unit();
                         State::Str
                     };
                     1
@@ -526,6 +535,7 @@ impl JsonScanner {
     fn start_string<V: Visitor>(&mut self, is_key: bool, v: &mut V) {
         self.str_is_key = is_key;
         self.str_empty = true;
+        self.high = 0;
         self.buf_len = 0;
         self.truncated = false;
         self.capture = if is_key {
@@ -542,10 +552,42 @@ impl JsonScanner {
         self.state = State::Str;
     }
 
+    /// A `\uXXXX` code unit is complete: UTF-8 for it (surrogate pairs joined, a lone half
+    /// as U+FFFD). Only strings with escapes come here; the usual ones never do.
+    fn unicode_unit(&mut self) {
+        let unit = self.unit;
+        if (0xDC00..0xE000).contains(&unit) && self.high != 0 {
+            let c = 0x10000 + ((self.high - 0xD800) << 10) + (unit - 0xDC00);
+            self.high = 0;
+            self.push_char(char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
+            return;
+        }
+        self.flush_high();
+        if (0xD800..0xDC00).contains(&unit) {
+            self.high = unit;
+        } else {
+            self.push_char(char::from_u32(unit).unwrap_or(char::REPLACEMENT_CHARACTER));
+        }
+    }
+
+    fn push_char(&mut self, c: char) {
+        let mut utf8 = [0u8; 4];
+        self.string_bytes(c.encode_utf8(&mut utf8).as_bytes());
+    }
+
+    /// A high surrogate not followed by its low half.
+    fn flush_high(&mut self) {
+        if self.high != 0 {
+            self.high = 0;
+            self.push_char(char::REPLACEMENT_CHARACTER);
+        }
+    }
+
     fn string_bytes(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
+        self.flush_high();
         self.str_empty = false;
         if self.capture == 0 {
             return;
@@ -565,6 +607,7 @@ impl JsonScanner {
     }
 
     fn end_string<V: Visitor>(&mut self, v: &mut V) {
+        self.flush_high();
         if self.str_is_key {
             let parent = self.top_slot();
             self.value_slot = if parent == IGNORE || self.truncated {

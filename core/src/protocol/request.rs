@@ -150,4 +150,32 @@ mod tests {
         assert_eq!(s.facts.stream, Some(false));
         assert!(std::mem::size_of::<RequestScanner>() < 512);
     }
+
+    /// Issue 12 (6): escapes are decoded in the fields read, keys included, at any split.
+    #[test]
+    fn escapes_are_decoded_in_keys_and_values() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"model":"\u0073im-model"}"#, "sim-model"),
+            (br#"{"mod\u0065l":"sim-model"}"#, "sim-model"),
+            (br#"{"\u006d\u006F\u0064\u0065\u006c":"a\/b\"c"}"#, "a/b\"c"),
+            (br#"{"model":"\u00e9\u6a21\ud83d\ude00"}"#, "é模😀"),
+            // A lone surrogate half is U+FFFD, never a forged byte.
+            (br#"{"model":"x\ud83dy\ude00"}"#, "x\u{fffd}y\u{fffd}"),
+            (br#"{"model":"\ud83d"}"#, "\u{fffd}"),
+        ];
+        for (body, want) in cases {
+            for i in 0..=body.len() {
+                let (f, ok) = scan(&[&body[..i], &body[i..]]);
+                assert!(ok, "{}", String::from_utf8_lossy(body));
+                assert_eq!(
+                    f.model.as_deref(),
+                    Some(want.as_bytes()),
+                    "{} split {i}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        let (f, _) = scan(&[br#"{"stre\u0061m":true,"model":"m"}"#]);
+        assert_eq!(f.stream, Some(true));
+    }
 }

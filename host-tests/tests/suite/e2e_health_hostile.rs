@@ -7,7 +7,7 @@
 //! observed in the same run (a baseline, the size of one answer), never with a fixed
 //! wall-clock window.
 
-use host_tests::envoy::{Envoy, EnvoyOptions, YamlEdit};
+use host_tests::envoy::{repo_root, Envoy, EnvoyOptions};
 use host_tests::sim::client::request_blocking;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -337,16 +337,15 @@ fn hostile_probe_answers_cost_envoy_nothing_lasting() {
 #[test]
 fn with_envoys_default_callout_buffer_the_filter_still_refuses_unread() {
     let worker = Worker::start(br#"{"own":"health"}"#);
-    let without_limit = |yaml: String| {
-        let start = yaml.find("layered_runtime:").unwrap_or(0);
-        let end = yaml.find("static_resources:").unwrap_or(0);
-        assert!(start < end, "the shipped config sets the callout buffer");
-        format!("{}{}", &yaml[..start], &yaml[end..])
-    };
+    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
+    let start = shipped.find("layered_runtime:").unwrap_or(0);
+    let end = shipped.find("static_resources:").unwrap_or(0);
+    assert!(start < end, "the shipped config sets the callout buffer");
+    let limit = shipped[start..end].to_string();
     let envoy = Envoy::start(&EnvoyOptions {
         plugin_config: HOSTILE_TARGET.into(),
         concurrency: 1,
-        edit: Some(YamlEdit(std::sync::Arc::new(without_limit))),
+        yaml_patches: vec![(limit, String::new())],
         ..EnvoyOptions::new(worker.addr)
     })
     .unwrap();
@@ -366,16 +365,15 @@ fn health_is_served_for_its_authority_only_across_virtual_hosts() {
     let app = Worker::start(br#"{"own":"app"}"#);
     let app_port = app.addr.port();
     // A second virtual host (app.example.com) with its own upstream, before the catch-all.
-    let edit = move |yaml: String| {
-        let vhost = r#"                  virtual_hosts:
+    let vhost = r#"                  virtual_hosts:
                     - name: app
                       domains: ["app.example.com", "app.example.com:*"]
                       routes:
                         - match: { prefix: "/" }
                           route: { cluster: app }
 "#;
-        let cluster = format!(
-            r#"  clusters:
+    let cluster = format!(
+        r#"  clusters:
     - name: app
       type: STATIC
       connect_timeout: 2s
@@ -387,14 +385,14 @@ fn health_is_served_for_its_authority_only_across_virtual_hosts() {
                   address:
                     socket_address: {{ address: 127.0.0.1, port_value: {app_port} }}
 "#
-        );
-        yaml.replacen("                  virtual_hosts:\n", vhost, 1)
-            .replacen("  clusters:\n", &cluster, 1)
-    };
+    );
     let envoy = Envoy::start(&EnvoyOptions {
         plugin_config: r#"{"health":{"serve":"health.llm-pulse.internal","targets":[{"name":"w0","cluster":"workers","backend":"vllm","model":"m","interval":"500ms","timeout":"500ms"}]}}"#.into(),
         concurrency: 2,
-        edit: Some(YamlEdit(std::sync::Arc::new(edit))),
+        yaml_patches: vec![
+            ("                  virtual_hosts:\n".into(), vhost.into()),
+            ("  clusters:\n".into(), cluster),
+        ],
         ..EnvoyOptions::new(worker.addr)
     })
     .unwrap();

@@ -525,3 +525,86 @@ fn a_cumulative_count_jumping_by_billions_stays_bounded() -> Result<()> {
     assert_eq!(samples(&host, "llm_inter_token_latency_microseconds"), 4096);
     Ok(())
 }
+
+/// Issue 12 (2) and (6) on the `.wasm`, two VMs sharing the cap: 32 made-up names the worker
+/// answers 404 no longer fill `max_models` (they were admitted at request end, and every later
+/// real model was `other`); a client naming a reserved bucket or escaping its `model` cannot
+/// forge a series.
+#[test]
+fn refused_junk_names_do_not_blind_real_models() -> Result<()> {
+    let mut host = llm_pulse_host()?
+        .plugin_config(r#"{"max_models":32}"#)
+        .vms(2)
+        .start()?;
+    let stream = chat_stream(2);
+    let send = |host: &mut Host, vm: usize, body: &str, status: &str| -> Result<()> {
+        let s = host.new_stream_on(vm)?;
+        host.send_request_headers(
+            s,
+            &[(":method", "POST"), (":path", CHAT), ("content-type", JSON)],
+            false,
+        )?;
+        host.send_request_body(s, body.as_bytes(), true)?;
+        let ok = status == "200";
+        let ct = if ok { SSE } else { JSON };
+        host.send_response_headers(s, &[(":status", status), ("content-type", ct)], false)?;
+        let answer = if ok {
+            stream.as_str()
+        } else {
+            r#"{"object":"error"}"#
+        };
+        host.send_response_body(s, answer.as_bytes(), true)?;
+        host.complete_stream(s)?;
+        Ok(())
+    };
+    for i in 0..32 {
+        send(
+            &mut host,
+            i % 2,
+            &format!(r#"{{"model":"junk-{i}","stream":true}}"#),
+            "404",
+        )?;
+    }
+    for i in 0..4 {
+        send(
+            &mut host,
+            i % 2,
+            r#"{"model":"\u0073im-model","stream":true}"#,
+            "200",
+        )?;
+        send(
+            &mut host,
+            i % 2,
+            r#"{"mod\u0065l":"other","stream":true}"#,
+            "200",
+        )?;
+        send(
+            &mut host,
+            i % 2,
+            r#"{"model":"unknown","stream":true}"#,
+            "200",
+        )?;
+    }
+    let models = assert_clean(&host);
+    assert_eq!(
+        models,
+        ["other", "sim-model"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        "no junk name, no `?im-model`, no client-made `unknown`"
+    );
+    assert_eq!(
+        requests(&host, &[("model", "sim-model"), ("status", "success")]),
+        4
+    );
+    assert_eq!(
+        requests(&host, &[("model", "other"), ("error_type", "not_found")]),
+        32
+    );
+    assert_eq!(
+        requests(&host, &[("model", "other"), ("status", "success")]),
+        8
+    );
+    Ok(())
+}

@@ -6,25 +6,44 @@ use host_tests::artifacts::llm_pulse_host;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use llm_pulse_cases::{self as cases, response_flags, Case, Expect, Sample, INFLIGHT};
+use llm_pulse_cases::{self as cases, response_flags, Case, Expect, Sample};
 use wasm_host::{prop_u64, Host, MetricValue};
 
 fn run(case: &Case) -> Result<(Expect, Host)> {
-    let mut host = llm_pulse_host()?.plugin_config("{}").start()?;
+    let mut host = llm_pulse_host()?
+        .plugin_config(cases::PLUGIN_CONFIG)
+        .start()?;
     let s = host.new_stream()?;
     host.send_request_headers(
         s,
         &[
-            (":method", "POST"),
+            (":method", case.method),
             (":path", case.path),
             (":authority", "llm"),
             ("content-type", "application/json"),
         ],
         false,
     )?;
-    host.send_request_body(s, &case.request_body, case.request_ends)?;
+    if case.upload_gap_us == 0 {
+        host.send_request_body(s, &case.request_body, case.request_ends)?;
+    } else {
+        // One byte per chunk over test-clock time: a slow client's upload.
+        let n = case.request_body.len();
+        for (i, b) in case.request_body.iter().enumerate() {
+            host.advance(Duration::from_micros(case.upload_gap_us))?;
+            host.send_request_body(s, &[*b], case.request_ends && i + 1 == n)?;
+        }
+    }
+    let set_end = |host: &mut Host| -> Result<()> {
+        host.set_property(s, &["response", "flags"], prop_u64(case.end.flags))?;
+        host.set_property(s, &["response", "code_details"], case.end.details)
+    };
     if let Some(r) = &case.response {
         host.advance(Duration::from_micros(r.after_us))?;
+        if r.ends {
+            // Envoy flags its own replies before sending them (see `cases::End`).
+            set_end(&mut host)?;
+        }
         let status = r.status.to_string();
         host.send_response_headers(
             s,
@@ -40,8 +59,7 @@ fn run(case: &Case) -> Result<(Expect, Host)> {
         }
     }
     host.advance(Duration::from_micros(case.end.after_us))?;
-    host.set_property(s, &["response", "flags"], prop_u64(case.end.flags))?;
-    host.set_property(s, &["response", "code_details"], case.end.details)?;
+    set_end(&mut host)?;
     let f = case.end.flags;
     if f & response_flags::DOWNSTREAM_CONNECTION_TERMINATION != 0 {
         host.disconnect(s)?;
@@ -96,7 +114,15 @@ fn run_all(family: &str, cases: Vec<Case>) -> Result<()> {
     for case in &cases {
         let (got, host) = run(case).with_context(|| case.name.clone())?;
         // inflight_requests back to 0 after every case (defined, not merely absent).
-        assert_eq!(host.gauge(INFLIGHT), Some(0), "{}: inflight", case.name);
+        let inflight: Vec<_> = host
+            .metrics()
+            .into_iter()
+            .filter(|m| m.name.starts_with("llm_inflight_requests."))
+            .collect();
+        assert!(!inflight.is_empty(), "{}: no inflight gauge", case.name);
+        for m in inflight {
+            assert_eq!(m.value, MetricValue::Gauge(0), "{}: {}", case.name, m.name);
+        }
         failures.extend(cases::check(case, &got));
     }
     println!("{family}: {} cases", cases.len());
@@ -116,7 +142,8 @@ fn the_table_covers_every_family() {
         + cases::errors().len()
         + cases::tokens_per_event().len()
         + cases::events_per_chunk().len()
-        + cases::splits().len();
+        + cases::splits().len()
+        + cases::hardening().len();
     assert_eq!(n, cases::all().len(), "a family is not run on the wasm");
 }
 
@@ -135,6 +162,11 @@ fn k_tokens_per_event_and_k_events_per_chunk() -> Result<()> {
     let mut all = cases::tokens_per_event();
     all.extend(cases::events_per_chunk());
     run_all("k per event/chunk", all)
+}
+
+#[test]
+fn hardening_cases() -> Result<()> {
+    run_all("hardening", cases::hardening())
 }
 
 #[test]
