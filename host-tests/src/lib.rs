@@ -5,4 +5,5 @@
 pub mod artifacts;
 pub mod envoy;
 pub mod prom;
+pub mod raw_http;
 pub mod sim;

@@ -8,8 +8,9 @@
 //! wall-clock window.
 
 use host_tests::envoy::{repo_root, Envoy, EnvoyOptions};
+use host_tests::raw_http::read_request;
 use host_tests::sim::client::request_blocking;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -101,27 +102,10 @@ fn serve(
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some(req) = read_request(&mut reader)? else {
             return Ok(());
-        }
-        let is_get = line.starts_with("GET ");
-        let mut length = 0usize;
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h)?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("content-length") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
+        };
+        let is_get = req.method() == "GET";
         let reply: Arc<Vec<u8>> = if is_get {
             gets.fetch_add(1, Ordering::SeqCst);
             Arc::new(own_body.to_vec())

@@ -8,10 +8,11 @@
 
 use host_tests::envoy::{Envoy, EnvoyOptions};
 use host_tests::prom::Scrape;
+use host_tests::raw_http::read_request;
 use host_tests::sim::client::request_blocking;
 use host_tests::sim::{self, SimConfig};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,29 +78,11 @@ fn serve(
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     loop {
-        let mut case = String::new();
-        let mut length = 0usize;
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some(req) = read_request(&mut reader)? else {
             return Ok(());
-        }
-        loop {
-            line.clear();
-            reader.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "x-case" => case = v.trim().to_string(),
-                    "content-length" => length = v.trim().parse().unwrap_or(0),
-                    _ => {}
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body)?;
+        };
+        let case = req.header("x-case").unwrap_or_default().to_string();
+        let body = req.body;
         log.lock().unwrap().push((case.clone(), body));
         let Some(r) = replies.get(case.as_str()) else {
             out.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")?;

@@ -7,8 +7,9 @@
 
 use host_tests::envoy::{Envoy, EnvoyOptions};
 use host_tests::prom::Scrape;
+use host_tests::raw_http::read_request;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -79,46 +80,10 @@ fn serve(conn: TcpStream, log: &Mutex<BTreeMap<String, Seen>>) -> std::io::Resul
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+        let Some(req) = read_request(&mut reader)? else {
             return Ok(());
-        }
-        let method = line.split(' ').next().unwrap_or_default().to_string();
-        let mut h = BTreeMap::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line)?;
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                h.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let mut body = Vec::new();
-        if h.get("transfer-encoding")
-            .is_some_and(|t| t.contains("chunked"))
-        {
-            loop {
-                line.clear();
-                reader.read_line(&mut line)?;
-                let n = usize::from_str_radix(line.trim(), 16).unwrap_or(0);
-                let mut piece = vec![0; n + 2];
-                reader.read_exact(&mut piece)?;
-                if n == 0 {
-                    break;
-                }
-                body.extend_from_slice(&piece[..n]);
-            }
-        } else {
-            let n = h
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            body.resize(n, 0);
-            reader.read_exact(&mut body)?;
-        }
+        };
+        let (method, h, body) = (req.method().to_string(), req.headers, req.body);
         let body_done = Instant::now();
         let model = serde_json::from_slice::<serde_json::Value>(&body)
             .ok()
