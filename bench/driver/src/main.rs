@@ -17,7 +17,7 @@
 //!   - `probe`: the price of each host-call kind in Envoy's V8 (probe modes of the no-op
 //!     module, `bench/noop-filter`): CPU over the no-op divided by the calls it made.
 //!
-//!   Per run: Envoy CPU (utime+stime deltas of `/proc/<pid>/stat`); medians over rounds; per
+//!   Per run: Envoy CPU (deltas of its threads' `/proc/<pid>/task/*/schedstat`, ns); medians over rounds; per
 //!   case the CPU per request and per SSE event of llm-pulse over the no-op and over the floor.
 //!   A callback-counting probe runs once per case beside them: response body callbacks per
 //!   request, so events per read are known, not assumed.
@@ -567,10 +567,9 @@ fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
     } else {
         (String::new(), String::new())
     };
-    let tck = clock_ticks()?;
     let dir = std::env::temp_dir().join(format!("llm-pulse-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = envoy_groups(args, &h2load, &envoy_cpus, &load_cpus, tck, &dir);
+    let result = envoy_groups(args, &h2load, &envoy_cpus, &load_cpus, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     let results = result?;
     print_tables(&results, args, pin);
@@ -614,7 +613,6 @@ fn envoy_groups(
     h2load: &Path,
     envoy_cpus: &str,
     load_cpus: &str,
-    tck: f64,
     dir: &Path,
 ) -> Result<Vec<CaseResult>> {
     let mut results = Vec::new();
@@ -702,7 +700,6 @@ fn envoy_groups(
                 args,
                 h2load,
                 load_cpus,
-                tck,
                 dir,
                 &case,
                 &setups,
@@ -720,7 +717,6 @@ fn run_case(
     args: &Args,
     h2load: &Path,
     load_cpus: &str,
-    tck: f64,
     dir: &Path,
     case: &Case,
     setups: &[Setup],
@@ -741,7 +737,6 @@ fn run_case(
             n,
             c,
             &headers,
-            tck,
         )
     };
     // Warm-up on every Envoy (connections, VM, V8's tiers, metric ids); calibrate the run
@@ -1001,7 +996,6 @@ fn run_h2load(
     n: u64,
     concurrency: u32,
     headers: &[String],
-    tck: f64,
 ) -> Result<Run> {
     let url = envoy.url("/v1/chat/completions");
     let mut cmd = pinned(h2load, cpus);
@@ -1017,9 +1011,9 @@ fn run_h2load(
     cmd.arg("--log-file").arg(log).arg(&url);
     // h2load appends to its log file: start each run with an empty one.
     let _ = std::fs::remove_file(log);
-    let cpu0 = process_cpu_ticks(envoy.pid())?;
+    let cpu0 = process_cpu_ns(envoy.pid())?;
     let out = cmd.output().context("running h2load")?;
-    let cpu1 = process_cpu_ticks(envoy.pid())?;
+    let cpu1 = process_cpu_ns(envoy.pid())?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         bail!(
@@ -1052,7 +1046,7 @@ fn run_h2load(
         rps,
         p50_us: percentile(&latencies, 0.50),
         p99_us: percentile(&latencies, 0.99),
-        cpu_s: (cpu1 - cpu0) as f64 / tck,
+        cpu_s: cpu1.saturating_sub(cpu0) as f64 / 1e9,
     })
 }
 
@@ -1110,27 +1104,26 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// utime + stime of every thread of `pid`, in clock ticks (`/proc/<pid>/stat` fields 14, 15).
-fn process_cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name (field 2) may hold spaces: count fields after its closing paren.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow!("malformed /proc/{pid}/stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // rest starts at field 3 (state): utime is field 14 -> index 11, stime 15 -> 12.
-    let utime: u64 = fields.get(11).ok_or_else(|| anyhow!("no utime"))?.parse()?;
-    let stime: u64 = fields.get(12).ok_or_else(|| anyhow!("no stime"))?.parse()?;
-    Ok(utime + stime)
-}
-
-fn clock_ticks() -> Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output();
-    Ok(out
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0))
+/// CPU time of every thread of `pid` in nanoseconds: the first field of each
+/// `/proc/<pid>/task/<tid>/schedstat` (the scheduler's `sum_exec_runtime`). Not `/proc/<pid>/stat`:
+/// its utime + stime count 10 ms ticks, 50 µs per request at 200 requests per run, coarser than
+/// the per-event cost being measured. Envoy's threads live as long as the run.
+fn process_cpu_ns(pid: u32) -> Result<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let path = task?.path().join("schedstat");
+        // A thread that ended between the listing and the read has nothing left to count.
+        let Ok(stat) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let ns: u64 = stat
+            .split_whitespace()
+            .next()
+            .ok_or_else(|| anyhow!("empty {}", path.display()))?
+            .parse()?;
+        total += ns;
+    }
+    Ok(total)
 }
 
 fn online_cpus() -> usize {
