@@ -12,7 +12,7 @@ fn run(case: &Case) -> Expect {
     let host = FakeHost::default();
     host.clock_ns.set(1_735_689_600 * 1_000_000_000);
     let mut vm = VmMeter::new(&Config::parse(PLUGIN_CONFIG.as_bytes(), None).unwrap());
-    let mut s = StreamMeter::start(&host, case.method.as_bytes(), case.path.as_bytes(), false);
+    let mut s = StreamMeter::start(case.method.as_bytes(), case.path.as_bytes(), false);
     if case.upload_gap_us == 0 {
         s.on_request_body(&mut vm, &host, &case.request_body, case.request_ends);
     } else {

@@ -82,7 +82,7 @@ pub const MAX_ITL_SAMPLES_PER_EVENT: u32 = 4096;
 impl StreamMeter {
     /// Request headers arrived. `method` is `:method`; `encoded_body`: the request has a
     /// `content-encoding`, so its body cannot be scanned.
-    pub fn start(host: &dyn Host, method: &[u8], path: &[u8], encoded_body: bool) -> StreamMeter {
+    pub fn start(method: &[u8], path: &[u8], encoded_body: bool) -> StreamMeter {
         let endpoint = Endpoint::from_path(path);
         StreamMeter {
             clock: None,
@@ -101,7 +101,7 @@ impl StreamMeter {
             verdict: None,
             tokens_pending: 0,
             tokens_counted: 0,
-            last_flush_ns: host.now_ns(),
+            last_flush_ns: 0,
         }
     }
 
@@ -129,7 +129,10 @@ impl StreamMeter {
         if self.model.is_some() {
             return;
         }
-        self.clock = Some(StreamClock::new(host.now_ns()));
+        // One clock read starts both TTFT and the output-token counter's flush period.
+        let now = host.now_ns();
+        self.clock = Some(StreamClock::new(now));
+        self.last_flush_ns = now;
         let facts = self.request.take().map(|s| s.facts).unwrap_or_default();
         self.asked_stream = facts.stream == Some(true);
         let model = match vm.metrics.models.lookup(facts.model.as_deref()) {

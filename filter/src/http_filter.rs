@@ -115,7 +115,7 @@ impl HttpContext for HttpFilter {
         let encoded = request_header("content-encoding")
             .map(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
             .unwrap_or(false);
-        self.stream = Some(StreamMeter::start(&ProxyWasmHost, &method, &path, encoded));
+        self.stream = Some(StreamMeter::start(&method, &path, encoded));
         if end_of_stream {
             self.with_stream(|s, vm| s.on_request_end(vm, &ProxyWasmHost));
         }

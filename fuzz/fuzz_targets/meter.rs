@@ -110,12 +110,7 @@ fuzz_target!(|input: Input| {
             Op::Start { path, encoded } => {
                 if streams.len() < 6 {
                     streams.push(Stream {
-                        meter: Some(StreamMeter::start(
-                            &host,
-                            b"POST",
-                            pick(PATHS, path),
-                            encoded,
-                        )),
+                        meter: Some(StreamMeter::start(b"POST", pick(PATHS, path), encoded)),
                         ..Stream::default()
                     });
                 }

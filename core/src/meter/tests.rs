@@ -21,7 +21,7 @@ impl Rig {
     }
 
     fn start(&mut self, path: &str, body: &str) -> StreamMeter {
-        let mut s = StreamMeter::start(&self.host, b"POST", path.as_bytes(), false);
+        let mut s = StreamMeter::start(b"POST", path.as_bytes(), false);
         s.on_request_body(&mut self.vm, &self.host, body.as_bytes(), true);
         s
     }
@@ -139,7 +139,7 @@ fn unary_ttft_is_the_duration() {
 #[test]
 fn a_client_gone_before_any_response_is_cancelled() {
     let mut r = Rig::new();
-    let mut s = StreamMeter::start(&r.host, b"POST", CHAT.as_bytes(), false);
+    let mut s = StreamMeter::start(b"POST", CHAT.as_bytes(), false);
     s.on_request_body(&mut r.vm, &r.host, br#"{"model":"m","str"#, false);
     r.host.envoy_end.replace(EnvoyEnd {
         status: 0,
@@ -174,7 +174,7 @@ fn malformed_worker_bodies_are_bad_responses() {
 #[test]
 fn other_paths_are_counted_but_not_parsed() {
     let mut r = Rig::new();
-    let mut s = StreamMeter::start(&r.host, b"GET", b"/v1/models", false);
+    let mut s = StreamMeter::start(b"GET", b"/v1/models", false);
     s.on_request_end(&mut r.vm, &r.host);
     r.respond(&mut s, 200, "application/json");
     assert!(!s.wants_response_body());
@@ -231,7 +231,7 @@ fn models_past_the_cap_report_as_other() {
     let host = FakeHost::default();
     let mut vm = VmMeter::new(&config);
     for model in ["a", "b", "c"] {
-        let mut s = StreamMeter::start(&host, b"POST", CHAT.as_bytes(), false);
+        let mut s = StreamMeter::start(b"POST", CHAT.as_bytes(), false);
         s.on_request_body(
             &mut vm,
             &host,
@@ -356,7 +356,7 @@ fn refused_names_do_not_fill_the_cap() {
     let host = FakeHost::default();
     let mut vm = VmMeter::new(&config);
     let mut run = |model: &str, status: u32| {
-        let mut s = StreamMeter::start(&host, b"POST", CHAT.as_bytes(), false);
+        let mut s = StreamMeter::start(b"POST", CHAT.as_bytes(), false);
         let body = format!(r#"{{"model":"{model}","stream":true}}"#);
         s.on_request_body(&mut vm, &host, body.as_bytes(), true);
         let head = ResponseHead {
@@ -406,7 +406,7 @@ fn reserved_and_pinned_models() {
     let host = FakeHost::default();
     let mut vm = VmMeter::new(&config);
     for model in ["other", "unknown", "p1", "p2", "x", "y"] {
-        let mut s = StreamMeter::start(&host, b"POST", CHAT.as_bytes(), false);
+        let mut s = StreamMeter::start(b"POST", CHAT.as_bytes(), false);
         let body = format!(r#"{{"model":"{model}"}}"#);
         s.on_request_body(&mut vm, &host, body.as_bytes(), true);
         let head = ResponseHead {
