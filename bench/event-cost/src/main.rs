@@ -1,17 +1,17 @@
 //! llm-pulse's own work (core's `StreamMeter`: SSE framing, the JSON scan, timing, metric ids)
 //! on `requests` streamed chat answers of `tokens` vLLM-shaped events, natively, with a host
 //! whose calls do nothing: what is left is the filter's own computation, without the ABI.
-//! Meant for instruction counts (`scripts/event-cost` / docs/benchmarks.md):
+//! Meant for instruction counts (docs/benchmarks.md, "Instructions per event"):
 //!
 //!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-//!       target/event-cost/release/event-cost <compact|spaced> <tokens> <events per chunk> <requests>
+//!       target/bench-event-cost/release/event-cost <compact|spaced> <tokens> <events per chunk> <requests>
 //!
 //! Instructions per event = (Ir at T tokens − Ir at 0 tokens) / (T × requests): start-up and
 //! per-request work cancel. `streams` > 1 (5th argument) interleaves that many streams, one
 //! event each in turn, as a busy Envoy worker does (the footprint a cache simulation sees).
 
 use llm_pulse_core::config::Config;
-use llm_pulse_core::host::{Host, HostError, MetricKind};
+use llm_pulse_core::host::{EnvoyEnd, Host, HostError, MetricKind};
 use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
 use std::cell::Cell;
 
@@ -55,6 +55,12 @@ impl Host for NullHost {
         _: u64,
     ) -> Result<u32, HostError> {
         Err(HostError::Refused("dispatch_http_call", "not here".into()))
+    }
+    fn envoy_end(&self) -> EnvoyEnd {
+        EnvoyEnd::default()
+    }
+    fn call_response_body(&self, _: usize, _: usize) -> Vec<u8> {
+        Vec::new()
     }
 }
 
@@ -133,7 +139,7 @@ fn main() {
         let n = streams.min(requests - done);
         let mut open: Vec<StreamMeter> = (0..n)
             .map(|_| {
-                let mut s = StreamMeter::start(&host, b"/v1/chat/completions", false);
+                let mut s = StreamMeter::start(b"POST", b"/v1/chat/completions", false);
                 s.on_request_body(&mut vm, &host, request, true);
                 s.on_response_headers(&mut vm, &host, head, false);
                 s
@@ -146,7 +152,7 @@ fn main() {
             }
         }
         for s in open.iter_mut() {
-            s.on_log(&mut vm, &host, 200, 0, "");
+            s.on_log(&mut vm, &host);
         }
         done += n;
     }
