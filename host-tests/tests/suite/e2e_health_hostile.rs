@@ -7,6 +7,7 @@
 //! observed in the same run (a baseline, the size of one answer), never with a fixed
 //! wall-clock window.
 
+use crate::wasm_health::hostile_answer;
 use host_tests::envoy::{repo_root, Envoy, EnvoyOptions};
 use host_tests::raw_http::read_request;
 use host_tests::sim::client::request_blocking;
@@ -122,16 +123,6 @@ fn serve(
         out.write_all(&reply)?;
         out.flush()?;
     }
-}
-
-/// `{"choices":[0,0,...]}` of at least `bytes` bytes: the attack pass's answer.
-fn hostile_answer(bytes: usize) -> Vec<u8> {
-    let mut body = b"{\"choices\":[0".to_vec();
-    while body.len() < bytes {
-        body.extend_from_slice(b",0");
-    }
-    body.extend_from_slice(b"]}");
-    body
 }
 
 fn counter(envoy: &Envoy, result: &str) -> u64 {

@@ -360,8 +360,9 @@ fn last_error(host: &Host, t: &str) -> String {
     v["last_error"].as_str().unwrap_or_default().to_string()
 }
 
-/// `{"choices":[0,0,...]}` of at least `bytes` bytes: the attack pass's hostile answer.
-fn hostile_answer(bytes: usize) -> Vec<u8> {
+/// `{"choices":[0,0,...]}` of at least `bytes` bytes: the attack pass's hostile answer (also
+/// what e2e_health_hostile's worker sends).
+pub(crate) fn hostile_answer(bytes: usize) -> Vec<u8> {
     let mut body = b"{\"choices\":[0".to_vec();
     while body.len() < bytes {
         body.extend_from_slice(b",0");
