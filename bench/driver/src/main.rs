@@ -6,7 +6,8 @@
 //!   (d) with the same module as (b) in its "floor" mode (copies each response chunk into the
 //!   VM, reads the clock, records one histogram sample per SSE event: the host calls any
 //!   per-token meter must make), loaded in turn (interleaved, order rotated per round) by
-//!   `h2load`. Case groups, each with its own upstream (pinned with h2load on the other CPUs):
+//!   `h2load` (the lockstep group by its own client). Case groups, each with its own upstream
+//!   (pinned with the load generator on the other CPUs):
 //!   - `sim`: `gpu-sim` with zero delay (many events per read, whatever the load allows);
 //!   - `static`: nginx serving recorded answers as static files (the whole answer at once:
 //!     many events per read), JSON compact and with Python's `", "`/`": "` separators, unary,
@@ -14,6 +15,9 @@
 //!   - `paced`: many concurrent streams (`--streams`, default 200) at `--itl-ms` (20) from a
 //!     paced worker (`upstreams.rs`), one event per write: batched arrivals (every stream on one
 //!     tick, as a GPU's decode step) and independent ones (a timer per stream);
+//!   - `lockstep`: `--lockstep-streams` (32) streams where the worker writes each next event
+//!     only when the client has received the previous one through Envoy (`lockstep.rs`: worker
+//!     and client in one process): one event per read by construction, no timer, Envoy busy;
 //!   - `probe`: the price of each host-call kind in Envoy's V8 (probe modes of the no-op
 //!     module, `bench/noop-filter`): CPU over the no-op divided by the calls it made.
 //!
@@ -28,6 +32,7 @@
 //!
 //! A benchmark, not a test: it asserts nothing about speed.
 
+mod lockstep;
 mod upstreams;
 
 use std::collections::BTreeMap;
@@ -52,9 +57,13 @@ options:
   --tokens N           output tokens per response (default 256)
   --streams N          paced cases: concurrent streams, one run = one request each (default 200)
   --itl-ms N           paced cases: inter-token latency (default 20)
-  --only PART          envoy | micro | calls | sim | static | paced | probe: one part, or one
-                       Envoy group; `calls`: llm-pulse's host calls, VM memory per stream
-                       and .wasm size (wasmtime, counted, untimed)
+  --lockstep-streams N lockstep cases: concurrent streams (default 32)
+  --lockstep-batches N lockstep cases: requests per stream per run, one after another
+                       (default 0: as many as make a run last about --seconds, calibrated
+                       on the warm-up); cheap enough for --rounds 21
+  --only PART          envoy | micro | calls | sim | static | paced | lockstep | probe: one
+                       part, or one Envoy group; `calls`: llm-pulse's host calls, VM memory
+                       per stream and .wasm size (wasmtime, counted, untimed)
   --cases A,B          only these Envoy cases (names as printed: sim-stream, static-spaced, ...)
   --probes A,B         probe group: only these probe modes (clock, get_buffer:1024, ...)
   --variant NAME=PATH  an extra setup in the sim/static/paced groups: another llm-pulse
@@ -64,10 +73,11 @@ options:
   --no-pin             do not pin processes with taskset
 
   --serve-paced        (internal) run the paced upstream: --tokens, --itl-ms
+  --serve-lockstep     (internal) run the lockstep worker and client (commands on stdin)
 ";
 
 /// Envoy case groups, in the order they run.
-const GROUPS: [&str; 4] = ["sim", "static", "paced", "probe"];
+const GROUPS: [&str; 5] = ["sim", "static", "paced", "lockstep", "probe"];
 
 struct Args {
     noop_wasm: PathBuf,
@@ -77,6 +87,9 @@ struct Args {
     tokens: u32,
     streams: u32,
     itl_ms: u64,
+    lockstep_streams: u32,
+    /// 0: calibrated on the warm-up to last about `seconds`.
+    lockstep_batches: u64,
     envoy: bool,
     micro: bool,
     groups: Vec<&'static str>,
@@ -89,6 +102,7 @@ struct Args {
     json: Option<PathBuf>,
     pin: bool,
     serve_paced: bool,
+    serve_lockstep: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -100,6 +114,8 @@ fn parse_args() -> Result<Args> {
         tokens: 256,
         streams: 200,
         itl_ms: 20,
+        lockstep_streams: 32,
+        lockstep_batches: 0,
         envoy: true,
         micro: true,
         groups: GROUPS.to_vec(),
@@ -111,6 +127,7 @@ fn parse_args() -> Result<Args> {
         json: None,
         pin: true,
         serve_paced: false,
+        serve_lockstep: false,
     };
     let list = |v: String| v.split(',').map(|s| s.trim().to_string()).collect();
     let mut it = std::env::args().skip(1);
@@ -128,6 +145,8 @@ fn parse_args() -> Result<Args> {
             "--tokens" => args.tokens = value()?.parse()?,
             "--streams" => args.streams = value()?.parse()?,
             "--itl-ms" => args.itl_ms = value()?.parse()?,
+            "--lockstep-streams" => args.lockstep_streams = value()?.parse()?,
+            "--lockstep-batches" => args.lockstep_batches = value()?.parse()?,
             "--only" => match value()?.as_str() {
                 "envoy" => args.micro = false,
                 "micro" => args.envoy = false,
@@ -141,7 +160,10 @@ fn parse_args() -> Result<Args> {
                         args.groups = vec![*g];
                     }
                     None => {
-                        bail!("--only: want envoy, micro, sim, static, paced or probe, got {other}")
+                        bail!(
+                            "--only: want envoy, micro, calls, sim, static, paced, lockstep or \
+                             probe, got {other}"
+                        )
                     }
                 },
             },
@@ -161,10 +183,11 @@ fn parse_args() -> Result<Args> {
             "--json" => args.json = Some(PathBuf::from(value()?)),
             "--no-pin" => args.pin = false,
             "--serve-paced" => args.serve_paced = true,
+            "--serve-lockstep" => args.serve_lockstep = true,
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
-    if args.serve_paced {
+    if args.serve_paced || args.serve_lockstep {
         return Ok(args);
     }
     if !args.noop_wasm.is_file() {
@@ -173,8 +196,8 @@ fn parse_args() -> Result<Args> {
             args.noop_wasm.display()
         );
     }
-    if args.rounds == 0 || args.streams == 0 || args.tokens == 0 {
-        bail!("--rounds, --streams and --tokens must be at least 1");
+    if args.rounds == 0 || args.streams == 0 || args.tokens == 0 || args.lockstep_streams == 0 {
+        bail!("--rounds, --streams, --lockstep-streams and --tokens must be at least 1");
     }
     Ok(args)
 }
@@ -183,6 +206,9 @@ fn main() -> Result<()> {
     let args = parse_args()?;
     if args.serve_paced {
         return upstreams::serve_paced(args.tokens, Duration::from_millis(args.itl_ms.max(1)));
+    }
+    if args.serve_lockstep {
+        return lockstep::serve_lockstep();
     }
     let mut json = serde_json::Map::new();
     if args.envoy {
@@ -279,6 +305,8 @@ struct Case {
     events: u32,
     /// A paced case: `--streams` connections, one request each, per run.
     paced: bool,
+    /// A lockstep case (the lockstep process is the client, not h2load), with its JSON.
+    lockstep: Option<JsonStyle>,
 }
 
 fn chat_request(content: &str, stream: bool, tokens: u32) -> Vec<u8> {
@@ -306,6 +334,7 @@ fn cases(group: &'static str, args: &Args) -> Vec<Case> {
         headers,
         events,
         paced,
+        lockstep: None,
     };
     let all = match group {
         "sim" => vec![
@@ -405,6 +434,32 @@ fn cases(group: &'static str, args: &Args) -> Vec<Case> {
                 true,
             ),
         ],
+        "lockstep" => [
+            ("lockstep-compact", JsonStyle::Compact, "compact JSON"),
+            (
+                "lockstep-spaced",
+                JsonStyle::Spaced,
+                "JSON with \", \" / \": \" (Python json.dumps)",
+            ),
+        ]
+        .into_iter()
+        .map(|(name, style, json)| Case {
+            lockstep: Some(style),
+            ..case(
+                name,
+                format!(
+                    "{} streams in lockstep (each next event written when the client has the \
+                     previous one), {t} tokens, {json}; req/s and latencies are the lockstep \
+                     client's",
+                    args.lockstep_streams
+                ),
+                tiny(true),
+                vec![],
+                t + 2,
+                false,
+            )
+        })
+        .collect(),
         _ => vec![case(
             "probe",
             "nginx static 64 KiB answer; the probe modes' host calls per request".into(),
@@ -432,6 +487,8 @@ struct Run {
     p50_us: f64,
     p99_us: f64,
     cpu_s: f64,
+    /// Lockstep runs: CPU seconds of the lockstep process (worker and client) in the run.
+    client_cpu_s: Option<f64>,
 }
 
 impl Run {
@@ -445,6 +502,7 @@ enum Upstream {
     Sim(Sim),
     Nginx(upstreams::Nginx),
     Paced(upstreams::Paced),
+    Lockstep(lockstep::Lockstep),
 }
 
 impl Upstream {
@@ -453,6 +511,7 @@ impl Upstream {
             Upstream::Sim(s) => s.addr,
             Upstream::Nginx(n) => n.addr,
             Upstream::Paced(p) => p.addr,
+            Upstream::Lockstep(l) => l.addr,
         }
     }
 }
@@ -593,6 +652,7 @@ fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
                 "runs": runs.iter().map(|r| serde_json::json!({
                     "rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
                     "cpu_s": r.cpu_s, "requests": r.requests, "seconds": r.seconds,
+                    "lockstep_process_cpu_s": r.client_cpu_s,
                 })).collect::<Vec<_>>(),
             });
             if let Some((calls, bytes)) = r.probe_calls.get(&s.key) {
@@ -621,7 +681,7 @@ fn envoy_groups(
         if group_cases.is_empty() {
             continue;
         }
-        let upstream = match *group {
+        let mut upstream = match *group {
             "sim" => {
                 let bin = match &args.gpu_sim {
                     Some(p) => p.clone(),
@@ -634,6 +694,7 @@ fn envoy_groups(
                 args.tokens,
                 args.itl_ms,
             )?),
+            "lockstep" => Upstream::Lockstep(lockstep::Lockstep::start(load_cpus)?),
             _ => {
                 let files: Vec<(&str, Vec<u8>)> = vec![
                     (
@@ -704,6 +765,7 @@ fn envoy_groups(
                 &case,
                 &setups,
                 &mut envoys,
+                &mut upstream,
             )?);
         }
         drop(envoys);
@@ -721,11 +783,19 @@ fn run_case(
     case: &Case,
     setups: &[Setup],
     envoys: &mut BTreeMap<String, Envoy>,
+    upstream: &mut Upstream,
 ) -> Result<CaseResult> {
     let body_path = dir.join(format!("{}.json", case.name));
     std::fs::write(&body_path, &case.body)?;
     let log = dir.join("h2load.log");
-    let load = |key: &str, n: u64, c: u32, extra: &[String]| -> Result<Run> {
+    // n requests on c connections (a lockstep run: c streams, n / c requests each in turn).
+    let mut load = |key: &str, n: u64, c: u32, extra: &[String]| -> Result<Run> {
+        if let Some(style) = case.lockstep {
+            let Upstream::Lockstep(ls) = &mut *upstream else {
+                bail!("case {}: the lockstep process is not running", case.name);
+            };
+            return run_lockstep(ls, &envoys[key], c, n / u64::from(c), args.tokens, style);
+        }
         let mut headers = case.headers.clone();
         headers.extend_from_slice(extra);
         run_h2load(
@@ -741,7 +811,22 @@ fn run_case(
     };
     // Warm-up on every Envoy (connections, VM, V8's tiers, metric ids); calibrate the run
     // length on the slowest setup so every run of the case does the same number of requests.
-    let (n, c) = if case.paced {
+    let (n, c) = if case.lockstep.is_some() {
+        // Per Envoy one batch (every stream one request) to warm up (the first opens the
+        // connections), then one timed: the slowest sets the batches per run.
+        let streams = args.lockstep_streams;
+        let mut slowest = 0.0f64;
+        for s in setups.iter().chain([&counter_setup()]) {
+            load(&s.key, u64::from(streams), streams, &[])?;
+            let w = load(&s.key, u64::from(streams), streams, &[])?;
+            slowest = slowest.max(w.seconds);
+        }
+        let batches = match args.lockstep_batches {
+            0 => ((args.seconds / slowest.max(1e-3)).round() as u64).max(1),
+            b => b,
+        };
+        (u64::from(streams) * batches, streams)
+    } else if case.paced {
         let streams = u64::from(args.streams);
         for s in setups.iter().chain([&counter_setup()]) {
             load(&s.key, streams, args.streams, &["x-bench-tokens: 4".into()])?;
@@ -761,10 +846,20 @@ fn run_case(
         let n = ((slowest * args.seconds) as u64).max(u64::from(args.concurrency) * 50);
         (n, args.concurrency)
     };
-    eprintln!(
-        "bench: case {}: {} requests per run (h2load -c {c}), {} rounds",
-        case.name, n, args.rounds
-    );
+    if case.lockstep.is_some() {
+        eprintln!(
+            "bench: case {}: {n} requests per run ({c} lockstep streams, {} requests each in \
+             turn), {} rounds",
+            case.name,
+            n / u64::from(c),
+            args.rounds
+        );
+    } else {
+        eprintln!(
+            "bench: case {}: {} requests per run (h2load -c {c}), {} rounds",
+            case.name, n, args.rounds
+        );
+    }
     // Callbacks per request: one run of the counter (not timed).
     let callbacks = {
         let e = &envoys["e"];
@@ -784,8 +879,18 @@ fn run_case(
         for k in 0..setups.len() {
             let s = &setups[(round + k) % setups.len()];
             let r = load(&s.key, n, c, &[])?;
+            // Lockstep: how busy Envoy and the lockstep process were (Envoy saturated is the
+            // point of the group; a busy client means Envoy waited for it).
+            let busy = match r.client_cpu_s {
+                Some(client) => format!(
+                    " (Envoy busy {:.0} %, lockstep process {:.0} %)",
+                    r.cpu_s / r.seconds * 100.0,
+                    client / r.seconds * 100.0
+                ),
+                None => String::new(),
+            };
             eprintln!(
-                "bench:   round {round} {}: {:.0} req/s p50 {:.0} µs p99 {:.0} µs cpu {:.1} µs/req",
+                "bench:   round {round} {}: {:.0} req/s p50 {:.0} µs p99 {:.0} µs cpu {:.1} µs/req{busy}",
                 s.label,
                 r.rps,
                 r.p50_us,
@@ -1047,6 +1152,41 @@ fn run_h2load(
         p50_us: percentile(&latencies, 0.50),
         p99_us: percentile(&latencies, 0.99),
         cpu_s: cpu1.saturating_sub(cpu0) as f64 / 1e9,
+        client_cpu_s: None,
+    })
+}
+
+/// One lockstep run on one Envoy: `streams` streams, `batches` requests each in turn; Envoy's
+/// CPU around it, the rates and latencies as the lockstep client measured them.
+fn run_lockstep(
+    ls: &mut lockstep::Lockstep,
+    envoy: &Envoy,
+    streams: u32,
+    batches: u64,
+    tokens: u32,
+    style: JsonStyle,
+) -> Result<Run> {
+    let client0 = process_cpu_ns(ls.pid())?;
+    let cpu0 = process_cpu_ns(envoy.pid())?;
+    let out = ls.run(envoy.listener, streams, batches, tokens, style)?;
+    let cpu1 = process_cpu_ns(envoy.pid())?;
+    let client1 = process_cpu_ns(ls.pid())?;
+    let requests = u64::from(streams) * batches;
+    let want = requests * u64::from(tokens + 2);
+    if out.events != want {
+        bail!(
+            "lockstep: {} SSE events received, {want} expected",
+            out.events
+        );
+    }
+    Ok(Run {
+        requests,
+        seconds: out.seconds,
+        rps: requests as f64 / out.seconds,
+        p50_us: out.p50_us,
+        p99_us: out.p99_us,
+        cpu_s: cpu1.saturating_sub(cpu0) as f64 / 1e9,
+        client_cpu_s: Some(client1.saturating_sub(client0) as f64 / 1e9),
     })
 }
 
