@@ -489,6 +489,10 @@ struct Run {
     cpu_s: f64,
     /// Lockstep runs: CPU seconds of the lockstep process (worker and client) in the run.
     client_cpu_s: Option<f64>,
+    /// Lockstep runs with Envoy pinned: seconds Envoy's CPU spent on anything but Envoy's
+    /// threads (other processes, interrupts: `/proc/stat` ticks minus Envoy's schedstat) and
+    /// seconds stolen by the hypervisor, during the run.
+    envoy_cpu_others: Option<(f64, f64)>,
 }
 
 impl Run {
@@ -653,6 +657,8 @@ fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
                     "rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
                     "cpu_s": r.cpu_s, "requests": r.requests, "seconds": r.seconds,
                     "lockstep_process_cpu_s": r.client_cpu_s,
+                    "envoy_cpu_others_s": r.envoy_cpu_others.map(|o| o.0),
+                    "envoy_cpu_stolen_s": r.envoy_cpu_others.map(|o| o.1),
                 })).collect::<Vec<_>>(),
             });
             if let Some((calls, bytes)) = r.probe_calls.get(&s.key) {
@@ -794,7 +800,17 @@ fn run_case(
             let Upstream::Lockstep(ls) = &mut *upstream else {
                 bail!("case {}: the lockstep process is not running", case.name);
             };
-            return run_lockstep(ls, &envoys[key], c, n / u64::from(c), args.tokens, style);
+            // Pinned: Envoy alone on CPU 0 (envoy_bench).
+            let envoy_cpu = (!load_cpus.is_empty()).then_some(0);
+            return run_lockstep(
+                ls,
+                &envoys[key],
+                envoy_cpu,
+                c,
+                n / u64::from(c),
+                args.tokens,
+                style,
+            );
         }
         let mut headers = case.headers.clone();
         headers.extend_from_slice(extra);
@@ -883,9 +899,17 @@ fn run_case(
             // point of the group; a busy client means Envoy waited for it).
             let busy = match r.client_cpu_s {
                 Some(client) => format!(
-                    " (Envoy busy {:.0} %, lockstep process {:.0} %)",
+                    " (Envoy busy {:.0} %, lockstep process {:.0} %{})",
                     r.cpu_s / r.seconds * 100.0,
-                    client / r.seconds * 100.0
+                    client / r.seconds * 100.0,
+                    match r.envoy_cpu_others {
+                        Some((others, steal)) => format!(
+                            ", Envoy's CPU besides Envoy {:.0} % and stolen {:.0} %",
+                            others / r.seconds * 100.0,
+                            steal / r.seconds * 100.0
+                        ),
+                        None => String::new(),
+                    }
                 ),
                 None => String::new(),
             };
@@ -1153,6 +1177,7 @@ fn run_h2load(
         p99_us: percentile(&latencies, 0.99),
         cpu_s: cpu1.saturating_sub(cpu0) as f64 / 1e9,
         client_cpu_s: None,
+        envoy_cpu_others: None,
     })
 }
 
@@ -1161,16 +1186,28 @@ fn run_h2load(
 fn run_lockstep(
     ls: &mut lockstep::Lockstep,
     envoy: &Envoy,
+    envoy_cpu: Option<usize>,
     streams: u32,
     batches: u64,
     tokens: u32,
     style: JsonStyle,
 ) -> Result<Run> {
     let client0 = process_cpu_ns(ls.pid())?;
+    let stat0 = envoy_cpu.and_then(cpu_busy_steal_ticks);
     let cpu0 = process_cpu_ns(envoy.pid())?;
     let out = ls.run(envoy.listener, streams, batches, tokens, style)?;
     let cpu1 = process_cpu_ns(envoy.pid())?;
+    let stat1 = envoy_cpu.and_then(cpu_busy_steal_ticks);
     let client1 = process_cpu_ns(ls.pid())?;
+    let cpu_s = cpu1.saturating_sub(cpu0) as f64 / 1e9;
+    // /proc/stat counts USER_HZ ticks: 100 per second on Linux.
+    let envoy_cpu_others = match (stat0, stat1) {
+        (Some((b0, s0)), Some((b1, s1))) => Some((
+            (b1.saturating_sub(b0) as f64 / 100.0 - cpu_s).max(0.0),
+            s1.saturating_sub(s0) as f64 / 100.0,
+        )),
+        _ => None,
+    };
     let requests = u64::from(streams) * batches;
     let want = requests * u64::from(tokens + 2);
     if out.events != want {
@@ -1185,9 +1222,28 @@ fn run_lockstep(
         rps: requests as f64 / out.seconds,
         p50_us: out.p50_us,
         p99_us: out.p99_us,
-        cpu_s: cpu1.saturating_sub(cpu0) as f64 / 1e9,
+        cpu_s,
         client_cpu_s: Some(client1.saturating_sub(client0) as f64 / 1e9),
+        envoy_cpu_others,
     })
+}
+
+/// `/proc/stat`'s line of CPU `cpu`: (busy ticks: user, nice, system, irq, softirq; steal
+/// ticks), or `None` when unreadable.
+fn cpu_busy_steal_ticks(cpu: usize) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    Some((at(0) + at(1) + at(2) + at(5) + at(6), at(7)))
 }
 
 /// `finished in 2.50s, 400.00 req/s, 12.34MB/s`
