@@ -11,6 +11,7 @@
 //!   `x-bench-tokens: N` choose the bytes, the same as the paced and static cases
 //!   ([`upstreams::chat_event`], [`upstreams::DONE`]).
 //! - **Client**: on the stdin command `run ENVOY_ADDR STREAMS BATCHES TOKENS compact|spaced` it
+//!   (with several comma-separated addresses: for each Envoy at the same time, `--together`)
 //!   drives `STREAMS` keep-alive connections to Envoy concurrently, each sending `BATCHES`
 //!   streamed chat requests one after another; each complete SSE event it receives (ends with
 //!   a blank line; events split across reads and the chunk framing are handled) releases the
@@ -121,22 +122,25 @@ impl Lockstep {
         })
     }
 
-    /// One run: `streams` connections to `envoy`, `batches` requests each, in lockstep.
-    pub fn run(
+    /// One run on every Envoy of `envoys` at the same time, each with its own `streams`
+    /// connections and `batches` requests each; outcomes in the order of `envoys`.
+    pub fn run_together(
         &mut self,
-        envoy: SocketAddr,
+        envoys: &[SocketAddr],
         streams: u32,
         batches: u64,
         tokens: u32,
         style: JsonStyle,
-    ) -> Result<Outcome> {
+    ) -> Result<Vec<Outcome>> {
         let style = match style {
             JsonStyle::Compact => "compact",
             JsonStyle::Spaced => "spaced",
         };
+        let addrs: Vec<String> = envoys.iter().map(|a| a.to_string()).collect();
         writeln!(
             self.stdin,
-            "run {envoy} {streams} {batches} {tokens} {style}"
+            "run {} {streams} {batches} {tokens} {style}",
+            addrs.join(",")
         )?;
         self.stdin.flush()?;
         let mut line = String::new();
@@ -147,19 +151,28 @@ impl Lockstep {
         let Some(rest) = line.strip_prefix("done ") else {
             bail!("the lockstep worker said {line:?}");
         };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let num = |i: usize| -> Result<f64> {
-            f.get(i)
-                .ok_or_else(|| anyhow!("short `done` line {line:?}"))?
-                .parse::<f64>()
-                .with_context(|| format!("in {line:?}"))
-        };
-        Ok(Outcome {
-            events: num(0)? as u64,
-            seconds: num(1)? / 1e3,
-            p50_us: num(2)?,
-            p99_us: num(3)?,
-        })
+        let outcomes = rest
+            .split(';')
+            .map(|group| {
+                let f: Vec<&str> = group.split_whitespace().collect();
+                let num = |i: usize| -> Result<f64> {
+                    f.get(i)
+                        .ok_or_else(|| anyhow!("short `done` line {line:?}"))?
+                        .parse::<f64>()
+                        .with_context(|| format!("in {line:?}"))
+                };
+                Ok(Outcome {
+                    events: num(0)? as u64,
+                    seconds: num(1)? / 1e3,
+                    p50_us: num(2)?,
+                    p99_us: num(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if outcomes.len() != envoys.len() {
+            bail!("{} outcomes for {} Envoys: {line:?}", outcomes.len(), envoys.len());
+        }
+        Ok(outcomes)
     }
 }
 
@@ -300,6 +313,11 @@ struct Conn {
 }
 
 /// One stdin command; `Ok` is the line to print.
+///
+/// `run ENVOY_ADDR[,ENVOY_ADDR...] STREAMS BATCHES TOKENS compact|spaced`: with several
+/// addresses, every Envoy gets its own `STREAMS` streams and all run at the same time (the
+/// `--together` rounds: whatever slows the machine down during a run slows every setup alike);
+/// the answer is one `done` group per address, separated by `;`.
 async fn command(
     line: &str,
     pools: &mut HashMap<SocketAddr, Vec<Conn>>,
@@ -307,10 +325,13 @@ async fn command(
     next_stream: &Arc<AtomicU64>,
 ) -> Result<String> {
     let f: Vec<&str> = line.split_whitespace().collect();
-    let ["run", addr, streams, batches, tokens, style] = f.as_slice() else {
-        bail!("want `run ENVOY_ADDR STREAMS BATCHES TOKENS compact|spaced`, got {line:?}");
+    let ["run", addrs, streams, batches, tokens, style] = f.as_slice() else {
+        bail!("want `run ENVOY_ADDR[,ENVOY_ADDR...] STREAMS BATCHES TOKENS compact|spaced`, got {line:?}");
     };
-    let addr: SocketAddr = addr.parse().context("ENVOY_ADDR")?;
+    let addrs: Vec<SocketAddr> = addrs
+        .split(',')
+        .map(|a| a.parse().context("ENVOY_ADDR"))
+        .collect::<Result<_>>()?;
     let streams: usize = streams.parse().context("STREAMS")?;
     let batches: u64 = batches.parse().context("BATCHES")?;
     let tokens: u32 = tokens.parse().context("TOKENS")?;
@@ -322,18 +343,91 @@ async fn command(
     if streams == 0 || batches == 0 {
         bail!("STREAMS and BATCHES must be at least 1");
     }
-    let mut conns = pools.remove(&addr).unwrap_or_default();
-    while conns.len() < streams {
-        let sock = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        sock.set_nodelay(true)?;
-        conns.push(Conn {
-            sock,
-            buf: Vec::with_capacity(16 * 1024),
-        });
+    let mut runs = Vec::new();
+    for &addr in &addrs {
+        let mut conns = pools.remove(&addr).unwrap_or_default();
+        while conns.len() < streams {
+            let sock = TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
+            sock.set_nodelay(true)?;
+            conns.push(Conn {
+                sock,
+                buf: Vec::with_capacity(16 * 1024),
+            });
+        }
+        let spare = conns.split_off(streams);
+        let run = run_on(
+            conns,
+            registry.clone(),
+            next_stream.clone(),
+            batches,
+            tokens,
+            style,
+        );
+        runs.push((addr, spare, run));
     }
-    let spare = conns.split_off(streams);
+    let (meta, futures): (Vec<_>, Vec<_>) = runs
+        .into_iter()
+        .map(|(addr, spare, run)| ((addr, spare), run))
+        .unzip();
+    let outcomes = futures_join_all(futures).await;
+    let mut answers = Vec::new();
+    let mut failure: Option<anyhow::Error> = None;
+    for ((addr, mut spare), (outcome, conns)) in meta.into_iter().zip(outcomes) {
+        match outcome {
+            Ok(done) => {
+                spare.extend(conns);
+                pools.insert(addr, spare);
+                answers.push(done);
+            }
+            // The connections' state is unknown: the next run on this Envoy opens new ones.
+            Err(e) => {
+                failure.get_or_insert(e.context(format!("Envoy {addr}")));
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    Ok(format!("done {}", answers.join(";")))
+}
+
+/// Awaits every future on this (current-thread) runtime, concurrently.
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// One Envoy's part of a run: each connection sends `batches` requests one after another,
+/// all connections at once. The outcome is `EVENTS ELAPSED_MS P50_US P99_US`; the
+/// connections that finished cleanly come back for the next run.
+async fn run_on(
+    conns: Vec<Conn>,
+    registry: Registry,
+    next_stream: Arc<AtomicU64>,
+    batches: u64,
+    tokens: u32,
+    style: &'static str,
+) -> (Result<String>, Vec<Conn>) {
     let body = super::chat_request("hello", true, tokens);
     let t0 = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -364,7 +458,7 @@ async fn command(
     }
     let mut events = 0u64;
     let mut latencies: Vec<f64> = Vec::new();
-    let mut kept = spare;
+    let mut kept = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
     while let Some(joined) = set.join_next().await {
         match joined {
@@ -383,21 +477,20 @@ async fn command(
     }
     let elapsed = t0.elapsed();
     if let Some(e) = failure {
-        // The connections' state is unknown: the next run on this Envoy opens new ones.
-        return Err(e);
+        return (Err(e), Vec::new());
     }
-    pools.insert(addr, kept);
     latencies.sort_by(f64::total_cmp);
     let pct = |q: f64| {
         let i = ((latencies.len() as f64 - 1.0) * q).round() as usize;
         latencies[i.min(latencies.len() - 1)]
     };
-    Ok(format!(
-        "done {events} {:.3} {:.0} {:.0}",
+    let done = format!(
+        "{events} {:.3} {:.0} {:.0}",
         elapsed.as_secs_f64() * 1e3,
         pct(0.5),
         pct(0.99)
-    ))
+    );
+    (Ok(done), kept)
 }
 
 /// One streamed chat request on `conn` as stream `k`: (SSE events received, µs from the

@@ -61,6 +61,10 @@ options:
   --lockstep-batches N lockstep cases: requests per stream per run, one after another
                        (default 0: as many as make a run last about --seconds, calibrated
                        on the warm-up); cheap enough for --rounds 21
+  --together           lockstep cases: load every setup at the same time in each round (each
+                       Envoy its own streams, all on Envoy's CPU): whatever slows the machine
+                       during a run slows every setup alike, so paired differences resolve
+                       far finer; a round lasts about (setups x --seconds)
   --only PART          envoy | micro | calls | sim | static | paced | lockstep | probe: one
                        part, or one Envoy group; `calls`: llm-pulse's host calls, VM memory
                        per stream and .wasm size (wasmtime, counted, untimed)
@@ -90,6 +94,8 @@ struct Args {
     lockstep_streams: u32,
     /// 0: calibrated on the warm-up to last about `seconds`.
     lockstep_batches: u64,
+    /// Lockstep cases: every setup loaded at the same time in each round.
+    together: bool,
     envoy: bool,
     micro: bool,
     groups: Vec<&'static str>,
@@ -116,6 +122,7 @@ fn parse_args() -> Result<Args> {
         itl_ms: 20,
         lockstep_streams: 32,
         lockstep_batches: 0,
+        together: false,
         envoy: true,
         micro: true,
         groups: GROUPS.to_vec(),
@@ -147,6 +154,7 @@ fn parse_args() -> Result<Args> {
             "--itl-ms" => args.itl_ms = value()?.parse()?,
             "--lockstep-streams" => args.lockstep_streams = value()?.parse()?,
             "--lockstep-batches" => args.lockstep_batches = value()?.parse()?,
+            "--together" => args.together = true,
             "--only" => match value()?.as_str() {
                 "envoy" => args.micro = false,
                 "micro" => args.envoy = false,
@@ -794,17 +802,20 @@ fn run_case(
     let body_path = dir.join(format!("{}.json", case.name));
     std::fs::write(&body_path, &case.body)?;
     let log = dir.join("h2load.log");
-    // n requests on c connections (a lockstep run: c streams, n / c requests each in turn).
-    let mut load = |key: &str, n: u64, c: u32, extra: &[String]| -> Result<Run> {
+    // n requests on c connections (a lockstep run: c streams, n / c requests each in turn),
+    // on the Envoy of each key; more than one key only for lockstep runs, which then load
+    // those Envoys at the same time (`--together`).
+    let mut load_on = |keys: &[&str], n: u64, c: u32, extra: &[String]| -> Result<Vec<Run>> {
         if let Some(style) = case.lockstep {
             let Upstream::Lockstep(ls) = &mut *upstream else {
                 bail!("case {}: the lockstep process is not running", case.name);
             };
             // Pinned: Envoy alone on CPU 0 (envoy_bench).
             let envoy_cpu = (!load_cpus.is_empty()).then_some(0);
+            let targets: Vec<&Envoy> = keys.iter().map(|k| &envoys[*k]).collect();
             return run_lockstep(
                 ls,
-                &envoys[key],
+                &targets,
                 envoy_cpu,
                 c,
                 n / u64::from(c),
@@ -812,19 +823,34 @@ fn run_case(
                 style,
             );
         }
+        let [key] = keys else {
+            bail!("h2load loads one Envoy at a time");
+        };
         let mut headers = case.headers.clone();
         headers.extend_from_slice(extra);
-        run_h2load(
+        Ok(vec![run_h2load(
             h2load,
             load_cpus,
-            &envoys[key],
+            &envoys[*key],
             &body_path,
             &log,
             n,
             c,
             &headers,
-        )
+        )?])
     };
+    // One Envoy's run.
+    fn one(
+        load_on: &mut impl FnMut(&[&str], u64, u32, &[String]) -> Result<Vec<Run>>,
+        key: &str,
+        n: u64,
+        c: u32,
+        extra: &[String],
+    ) -> Result<Run> {
+        load_on(&[key], n, c, extra)?
+            .pop()
+            .ok_or_else(|| anyhow!("no run"))
+    }
     // Warm-up on every Envoy (connections, VM, V8's tiers, metric ids); calibrate the run
     // length on the slowest setup so every run of the case does the same number of requests.
     let (n, c) = if case.lockstep.is_some() {
@@ -833,8 +859,8 @@ fn run_case(
         let streams = args.lockstep_streams;
         let mut slowest = 0.0f64;
         for s in setups.iter().chain([&counter_setup()]) {
-            load(&s.key, u64::from(streams), streams, &[])?;
-            let w = load(&s.key, u64::from(streams), streams, &[])?;
+            one(&mut load_on, &s.key, u64::from(streams), streams, &[])?;
+            let w = one(&mut load_on, &s.key, u64::from(streams), streams, &[])?;
             slowest = slowest.max(w.seconds);
         }
         let batches = match args.lockstep_batches {
@@ -845,13 +871,14 @@ fn run_case(
     } else if case.paced {
         let streams = u64::from(args.streams);
         for s in setups.iter().chain([&counter_setup()]) {
-            load(&s.key, streams, args.streams, &["x-bench-tokens: 4".into()])?;
+            one(&mut load_on, &s.key, streams, args.streams, &["x-bench-tokens: 4".into()])?;
         }
         (streams, args.streams)
     } else {
         let mut slowest = f64::MAX;
         for s in setups.iter().chain([&counter_setup()]) {
-            let w = load(
+            let w = one(
+                &mut load_on,
                 &s.key,
                 u64::from(args.concurrency) * 40,
                 args.concurrency,
@@ -880,7 +907,7 @@ fn run_case(
     let callbacks = {
         let e = &envoys["e"];
         let (r0, c0, b0) = probe_counters(e)?;
-        load("e", n, c, &[])?;
+        one(&mut load_on, "e", n, c, &[])?;
         let (r1, c1, b1) = probe_counters(e)?;
         let reqs = (r1 - r0).max(1) as f64;
         Some(((c1 - c0) as f64 / reqs, (b1 - b0) as f64 / reqs))
@@ -892,9 +919,19 @@ fn run_case(
         .collect::<Result<_>>()?;
     let mut runs: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     for round in 0..args.rounds {
+        // `--together` (lockstep): every setup loaded at once, one run per round.
+        let together: Vec<Run> = if args.together && case.lockstep.is_some() {
+            let keys: Vec<&str> = setups.iter().map(|s| s.key.as_str()).collect();
+            load_on(&keys, n, c, &[])?
+        } else {
+            Vec::new()
+        };
         for k in 0..setups.len() {
             let s = &setups[(round + k) % setups.len()];
-            let r = load(&s.key, n, c, &[])?;
+            let r = match together.get((round + k) % setups.len()) {
+                Some(r) => r.clone(),
+                None => one(&mut load_on, &s.key, n, c, &[])?,
+            };
             // Lockstep: how busy Envoy and the lockstep process were (Envoy saturated is the
             // point of the group; a busy client means Envoy waited for it).
             let busy = match r.client_cpu_s {
@@ -1181,51 +1218,70 @@ fn run_h2load(
     })
 }
 
-/// One lockstep run on one Envoy: `streams` streams, `batches` requests each in turn; Envoy's
-/// CPU around it, the rates and latencies as the lockstep client measured them.
+/// One lockstep run on each Envoy of `envoys`, all at the same time (one Envoy: the usual
+/// run): `streams` streams per Envoy, `batches` requests each in turn; each Envoy's CPU
+/// around it, the rates and latencies as the lockstep client measured them.
 fn run_lockstep(
     ls: &mut lockstep::Lockstep,
-    envoy: &Envoy,
+    envoys: &[&Envoy],
     envoy_cpu: Option<usize>,
     streams: u32,
     batches: u64,
     tokens: u32,
     style: JsonStyle,
-) -> Result<Run> {
+) -> Result<Vec<Run>> {
     let client0 = process_cpu_ns(ls.pid())?;
     let stat0 = envoy_cpu.and_then(cpu_busy_steal_ticks);
-    let cpu0 = process_cpu_ns(envoy.pid())?;
-    let out = ls.run(envoy.listener, streams, batches, tokens, style)?;
-    let cpu1 = process_cpu_ns(envoy.pid())?;
+    let cpu0: Vec<u64> = envoys
+        .iter()
+        .map(|e| process_cpu_ns(e.pid()))
+        .collect::<Result<_>>()?;
+    let addrs: Vec<std::net::SocketAddr> = envoys.iter().map(|e| e.listener).collect();
+    let outs = ls.run_together(&addrs, streams, batches, tokens, style)?;
+    let cpu1: Vec<u64> = envoys
+        .iter()
+        .map(|e| process_cpu_ns(e.pid()))
+        .collect::<Result<_>>()?;
     let stat1 = envoy_cpu.and_then(cpu_busy_steal_ticks);
     let client1 = process_cpu_ns(ls.pid())?;
-    let cpu_s = cpu1.saturating_sub(cpu0) as f64 / 1e9;
+    let cpu_s: Vec<f64> = cpu0
+        .iter()
+        .zip(&cpu1)
+        .map(|(a, b)| b.saturating_sub(*a) as f64 / 1e9)
+        .collect();
+    let all_envoys: f64 = cpu_s.iter().sum();
     // /proc/stat counts USER_HZ ticks: 100 per second on Linux.
     let envoy_cpu_others = match (stat0, stat1) {
         (Some((b0, s0)), Some((b1, s1))) => Some((
-            (b1.saturating_sub(b0) as f64 / 100.0 - cpu_s).max(0.0),
+            (b1.saturating_sub(b0) as f64 / 100.0 - all_envoys).max(0.0),
             s1.saturating_sub(s0) as f64 / 100.0,
         )),
         _ => None,
     };
     let requests = u64::from(streams) * batches;
     let want = requests * u64::from(tokens + 2);
-    if out.events != want {
-        bail!(
-            "lockstep: {} SSE events received, {want} expected",
-            out.events
-        );
-    }
-    Ok(Run {
-        requests,
-        seconds: out.seconds,
-        rps: requests as f64 / out.seconds,
-        p50_us: out.p50_us,
-        p99_us: out.p99_us,
-        cpu_s,
-        client_cpu_s: Some(client1.saturating_sub(client0) as f64 / 1e9),
-        envoy_cpu_others,
-    })
+    let client_cpu_s = Some(client1.saturating_sub(client0) as f64 / 1e9);
+    outs.iter()
+        .zip(cpu_s)
+        .map(|(out, cpu_s)| {
+            if out.events != want {
+                bail!(
+                    "lockstep: {} SSE events received, {want} expected",
+                    out.events
+                );
+            }
+            Ok(Run {
+                requests,
+                seconds: out.seconds,
+                rps: requests as f64 / out.seconds,
+                p50_us: out.p50_us,
+                p99_us: out.p99_us,
+                cpu_s,
+                client_cpu_s,
+                envoy_cpu_others,
+            })
+        })
+        .collect()
 }
 
 /// `/proc/stat`'s line of CPU `cpu`: (busy ticks: user, nice, system, irq, softirq; steal

@@ -179,11 +179,7 @@ impl HttpContext for Floor {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let now = hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let now = clock_ns();
         let gap_us = now.saturating_sub(self.last_ns) / 1000;
         self.last_ns = now;
         let mut prev_newline = self.after_newline;
@@ -234,7 +230,7 @@ impl HttpContext for Probe {
         for i in 0..PROBE_REPS {
             let done = match ids.kind {
                 ProbeKind::Callbacks | ProbeKind::GetBuffer(_) => false,
-                ProbeKind::Clock => hostcalls::get_current_time().is_ok(),
+                ProbeKind::Clock => clock_ns() != 0,
                 ProbeKind::RecordMetric => {
                     hostcalls::record_metric(ids.histogram, u64::from(i)).is_ok()
                 }
@@ -287,5 +283,23 @@ impl HttpContext for Probe {
         let _ = hostcalls::increment_metric(ids.requests, 1);
         let _ = hostcalls::increment_metric(ids.calls, self.calls as i64);
         let _ = hostcalls::increment_metric(ids.bytes, self.bytes as i64);
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+}
+
+/// The ABI's clock as llm-pulse reads it (filter/src/host.rs): the host call alone, without the
+/// SDK's `SystemTime` round trip, so the floor stays the least a meter must do.
+fn clock_ns() -> u64 {
+    let mut t: u64 = 0;
+    // SAFETY: the host writes one u64 at the address given, a local that outlives the call.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut t) };
+    if status == 0 {
+        t
+    } else {
+        0
     }
 }
