@@ -61,6 +61,8 @@ options:
   --lockstep-batches N lockstep cases: requests per stream per run, one after another
                        (default 0: as many as make a run last about --seconds, calibrated
                        on the warm-up); cheap enough for --rounds 21
+  --setups A,B         sim/static/paced/lockstep groups: only these of the setups a, b, c, d
+                       (variants always run); with --together, fewer Envoys share the CPU
   --together           lockstep cases: load every setup at the same time in each round (each
                        Envoy its own streams, all on Envoy's CPU): whatever slows the machine
                        during a run slows every setup alike, so paired differences resolve
@@ -96,6 +98,8 @@ struct Args {
     lockstep_batches: u64,
     /// Lockstep cases: every setup loaded at the same time in each round.
     together: bool,
+    /// `--setups`: only these of the standard setups (a, b, c, d); variants always run.
+    setups: Option<Vec<String>>,
     envoy: bool,
     micro: bool,
     groups: Vec<&'static str>,
@@ -123,6 +127,7 @@ fn parse_args() -> Result<Args> {
         lockstep_streams: 32,
         lockstep_batches: 0,
         together: false,
+        setups: None,
         envoy: true,
         micro: true,
         groups: GROUPS.to_vec(),
@@ -155,6 +160,7 @@ fn parse_args() -> Result<Args> {
             "--lockstep-streams" => args.lockstep_streams = value()?.parse()?,
             "--lockstep-batches" => args.lockstep_batches = value()?.parse()?,
             "--together" => args.together = true,
+            "--setups" => args.setups = Some(list(value()?)),
             "--only" => match value()?.as_str() {
                 "envoy" => args.micro = false,
                 "micro" => args.envoy = false,
@@ -753,7 +759,14 @@ fn envoy_groups(
             }
             s
         } else {
-            let mut s = standard_setups();
+            let mut s: Vec<Setup> = standard_setups()
+                .into_iter()
+                .filter(|s| {
+                    args.setups
+                        .as_ref()
+                        .is_none_or(|only| only.contains(&s.key))
+                })
+                .collect();
             for (name, path) in &args.variants {
                 s.push(Setup::new(
                     &format!("v:{name}"),
