@@ -170,7 +170,11 @@ impl Lockstep {
             })
             .collect::<Result<Vec<_>>>()?;
         if outcomes.len() != envoys.len() {
-            bail!("{} outcomes for {} Envoys: {line:?}", outcomes.len(), envoys.len());
+            bail!(
+                "{} outcomes for {} Envoys: {line:?}",
+                outcomes.len(),
+                envoys.len()
+            );
         }
         Ok(outcomes)
     }

@@ -884,7 +884,13 @@ fn run_case(
     } else if case.paced {
         let streams = u64::from(args.streams);
         for s in setups.iter().chain([&counter_setup()]) {
-            one(&mut load_on, &s.key, streams, args.streams, &["x-bench-tokens: 4".into()])?;
+            one(
+                &mut load_on,
+                &s.key,
+                streams,
+                args.streams,
+                &["x-bench-tokens: 4".into()],
+            )?;
         }
         (streams, args.streams)
     } else {
