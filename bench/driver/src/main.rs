@@ -63,10 +63,11 @@ options:
                        on the warm-up); cheap enough for --rounds 21
   --setups A,B         sim/static/paced/lockstep groups: only these of the setups a, b, c, d
                        (variants always run); with --together, fewer Envoys share the CPU
-  --together           lockstep cases: load every setup at the same time in each round (each
-                       Envoy its own streams, all on Envoy's CPU): whatever slows the machine
-                       during a run slows every setup alike, so paired differences resolve
-                       far finer; a round lasts about (setups x --seconds)
+  --together           lockstep and paced cases: load every setup at the same time in each
+                       round (each Envoy its own streams, all on Envoy's CPU): whatever slows
+                       the machine during a run slows every setup alike, so paired
+                       differences resolve far finer; a lockstep round lasts about
+                       (setups x --seconds)
   --only PART          envoy | micro | calls | sim | static | paced | lockstep | probe: one
                        part, or one Envoy group; `calls`: llm-pulse's host calls, VM memory
                        per stream and .wasm size (wasmtime, counted, untimed)
@@ -836,21 +837,35 @@ fn run_case(
                 style,
             );
         }
-        let [key] = keys else {
-            bail!("h2load loads one Envoy at a time");
-        };
         let mut headers = case.headers.clone();
         headers.extend_from_slice(extra);
-        Ok(vec![run_h2load(
-            h2load,
-            load_cpus,
-            &envoys[*key],
-            &body_path,
-            &log,
-            n,
-            c,
-            &headers,
-        )?])
+        // Several Envoys (paced --together): one h2load each, all at once, each with its own
+        // request log; each run reads its own Envoy's CPU around it.
+        let envoys = &*envoys;
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = keys
+                .iter()
+                .map(|key| {
+                    let (headers, body_path) = (&headers, &body_path);
+                    let log = log.with_extension(format!("{}.log", key.replace(':', "_")));
+                    scope.spawn(move || {
+                        run_h2load(
+                            h2load,
+                            load_cpus,
+                            &envoys[*key],
+                            body_path,
+                            &log,
+                            n,
+                            c,
+                            headers,
+                        )
+                    })
+                })
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().map_err(|_| anyhow!("an h2load thread panicked"))?)
+                .collect()
+        })
     };
     // One Envoy's run.
     fn one(
@@ -938,8 +953,8 @@ fn run_case(
         .collect::<Result<_>>()?;
     let mut runs: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     for round in 0..args.rounds {
-        // `--together` (lockstep): every setup loaded at once, one run per round.
-        let together: Vec<Run> = if args.together && case.lockstep.is_some() {
+        // `--together` (lockstep, paced): every setup loaded at once, one run per round.
+        let together: Vec<Run> = if args.together && (case.lockstep.is_some() || case.paced) {
             let keys: Vec<&str> = setups.iter().map(|s| s.key.as_str()).collect();
             load_on(&keys, n, c, &[])?
         } else {
