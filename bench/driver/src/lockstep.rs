@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -247,23 +247,10 @@ async fn start_upstream(registry: Registry) -> Result<SocketAddr> {
 async fn serve_connection(mut sock: TcpStream, registry: Registry, cache: FrameCache) {
     let mut buf = Vec::with_capacity(4096);
     loop {
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() > 1 << 20 || read_more(&mut sock, &mut buf).await.is_err() {
-                return;
-            }
+        let Some(request) = crate::upstreams::read_request(&mut sock, &mut buf).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-        let header = |name: &str| {
-            head.lines()
-                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                .map(|v| v.trim().to_string())
-        };
-        let body_len: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let header = |name: &str| request.header(name);
         let style = if header("x-bench-json").as_deref() == Some("spaced") {
             JsonStyle::Spaced
         } else {
@@ -273,12 +260,6 @@ async fn serve_connection(mut sock: TcpStream, registry: Registry, cache: FrameC
             .and_then(|v| v.parse().ok())
             .unwrap_or(256);
         let stream: Option<u64> = header("x-bench-stream").and_then(|v| v.parse().ok());
-        while buf.len() < head_end + body_len {
-            if read_more(&mut sock, &mut buf).await.is_err() {
-                return;
-            }
-        }
-        buf.drain(..head_end + body_len);
         let rx = stream.and_then(|k| registry.lock().unwrap().remove(&k));
         let Some(mut rx) = rx else {
             let msg = format!("no lockstep client waits for x-bench-stream {stream:?}\n");
@@ -603,12 +584,9 @@ async fn request(
 }
 
 async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = sock.read(&mut chunk).await?;
-    if n == 0 {
-        bail!("connection closed");
+    if !crate::upstreams::read_more(sock, buf).await {
+        bail!("connection closed or failed");
     }
-    buf.extend_from_slice(&chunk[..n]);
     Ok(())
 }
 

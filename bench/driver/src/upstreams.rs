@@ -218,7 +218,7 @@ pub fn serve_paced(tokens: u32, itl: Duration) -> Result<()> {
 async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         println!("paced listening on {}", listener.local_addr()?);
@@ -248,29 +248,10 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                 let mut buf = Vec::with_capacity(4096);
                 // Bounded: one connection serves requests until the peer closes it.
                 loop {
-                    // Request head.
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 8192];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        if buf.len() > 1 << 20 {
-                            return;
-                        }
+                    let Some(request) = read_request(&mut sock, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-                    let header = |name: &str| {
-                        head.lines()
-                            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-                            .map(|v| v.trim().to_string())
-                    };
-                    let body_len: usize = header("content-length")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0);
+                    let header = |name: &str| request.header(name);
                     let batched = header("x-bench-pacing").as_deref() != Some("independent");
                     let style = if header("x-bench-json").as_deref() == Some("spaced") {
                         JsonStyle::Spaced
@@ -280,15 +261,6 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                     let n_tokens: u32 = header("x-bench-tokens")
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(tokens);
-                    // Request body (discarded).
-                    while buf.len() < head_end + body_len {
-                        let mut chunk = [0u8; 65536];
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    buf.drain(..head_end + body_len);
                     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
                                 cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
                     if sock.write_all(head.as_bytes()).await.is_err() {
@@ -326,6 +298,61 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                     }
                 }
             });
+        }
+    }
+}
+
+/// A request's head as the bench workers read it (names lowercased); its body is read and
+/// dropped.
+pub struct RequestHead(String);
+
+impl RequestHead {
+    /// The value of header `name` (lowercase), trimmed.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(|v| v.trim().to_string())
+    }
+}
+
+/// The next HTTP/1.1 request on a keep-alive connection: its head, with its `content-length`
+/// body consumed from `buf` and `sock`; `None` once the peer closes or sends a head over 1 MiB.
+pub async fn read_request(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<RequestHead> {
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 1 << 20 || !read_more(sock, buf).await {
+            return None;
+        }
+    };
+    let head = RequestHead(String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase());
+    let body_len: usize = head
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + body_len {
+        if !read_more(sock, buf).await {
+            return None;
+        }
+    }
+    buf.drain(..head_end + body_len);
+    Some(head)
+}
+
+/// One read from `sock` appended to `buf`; false once the peer closed or the read failed.
+pub async fn read_more(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut chunk = [0u8; 16 * 1024];
+    match sock.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
         }
     }
 }
