@@ -148,6 +148,24 @@ pub struct JsonScanner {
     num_ok: bool,
     literal: &'static [u8],
     literal_pos: usize,
+    /// [`JsonScanner::feed_to_key`]: the slot whose key stops the scan ([`IGNORE`]: none), and
+    /// whether it did.
+    stop_at: Slot,
+    stopped: bool,
+}
+
+/// Where a scan stands right after a key whose `:` and value have not been read: everything
+/// the rest of the document's scan depends on there (a string, number or literal starts its
+/// own state afresh). [`JsonScanner::feed_to_key`] takes it, [`JsonScanner::resume`] puts it
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyMark {
+    state: State,
+    depth: usize,
+    objects: u32,
+    slots: [Slot; MAX_DEPTH],
+    skip_depth: u32,
+    value_slot: Slot,
 }
 
 impl JsonScanner {
@@ -172,7 +190,46 @@ impl JsonScanner {
             num_ok: false,
             literal: b"",
             literal_pos: 0,
+            stop_at: IGNORE,
+            stopped: false,
         }
+    }
+
+    /// Feeds `input` as [`JsonScanner::feed`] does, but stops right after the first key (read
+    /// whole from `input`, the usual case) whose value goes to `slot`: then returns the bytes
+    /// consumed and where the scan stands. `None`: no such key in `input`, all of it consumed.
+    pub fn feed_to_key<V: Visitor>(
+        &mut self,
+        input: &[u8],
+        v: &mut V,
+        slot: Slot,
+    ) -> Option<(usize, KeyMark)> {
+        self.stop_at = slot;
+        let consumed = self.feed_inner(input, v);
+        self.stop_at = IGNORE;
+        if !std::mem::take(&mut self.stopped) {
+            return None;
+        }
+        let mark = KeyMark {
+            state: self.state,
+            depth: self.depth,
+            objects: self.objects,
+            slots: self.slots,
+            skip_depth: self.skip_depth,
+            value_slot: self.value_slot,
+        };
+        Some((consumed, mark))
+    }
+
+    /// Puts a scan back where [`JsonScanner::feed_to_key`] stopped, as if the same bytes had
+    /// been fed since the last reset.
+    pub fn resume(&mut self, mark: &KeyMark) {
+        self.state = mark.state;
+        self.depth = mark.depth;
+        self.objects = mark.objects;
+        self.slots = mark.slots;
+        self.skip_depth = mark.skip_depth;
+        self.value_slot = mark.value_slot;
     }
 
     /// Ready for the next document (the next SSE event).
@@ -202,11 +259,20 @@ impl JsonScanner {
     }
 
     pub fn feed<V: Visitor>(&mut self, input: &[u8], v: &mut V) {
+        self.feed_inner(input, v);
+    }
+
+    /// [`JsonScanner::feed`]; returns the bytes consumed (all of `input` unless a
+    /// [`JsonScanner::feed_to_key`] stop was reached).
+    fn feed_inner<V: Visitor>(&mut self, input: &[u8], v: &mut V) -> usize {
         let mut rest = input;
         // Each step consumes at least one byte; strings, numbers, literals and skipped values
         // are consumed whole when the chunk holds them, so the dispatch below runs per token,
         // not per byte.
         while let Some(&b) = rest.first() {
+            if self.stopped {
+                break;
+            }
             let used = match self.state {
                 State::Str => self.string_run(rest, v),
                 State::Skip => self.skip_run(rest),
@@ -241,7 +307,7 @@ impl JsonScanner {
                         }
                         _ => {
                             self.state = State::Error;
-                            return;
+                            return input.len();
                         }
                     };
                     self.string_bytes(&[decoded]);
@@ -251,7 +317,7 @@ impl JsonScanner {
                 State::StrUnicode(left) => {
                     let Some(digit) = char::from(b).to_digit(16) else {
                         self.state = State::Error;
-                        return;
+                        return input.len();
                     };
                     self.unit = self.unit << 4 | digit;
                     self.state = if left > 1 {
@@ -282,13 +348,13 @@ impl JsonScanner {
                         1
                     } else {
                         self.state = State::Error;
-                        return;
+                        return input.len();
                     }
                 }
                 State::Colon => {
                     if b != b':' {
                         self.state = State::Error;
-                        return;
+                        return input.len();
                     }
                     self.state = State::Value;
                     // `: value`, one space after the colon as Python's `json.dumps` writes
@@ -328,18 +394,19 @@ impl JsonScanner {
                         (b'}', true) | (b']', false) => self.pop(),
                         _ => {
                             self.state = State::Error;
-                            return;
+                            return input.len();
                         }
                     }
                     1
                 }
                 State::Done | State::Error => {
                     self.state = State::Error;
-                    return;
+                    return input.len();
                 }
             };
             rest = rest.get(used..).unwrap_or_default();
         }
+        input.len() - rest.len()
     }
 
     /// Inside a string: up to and including its closing quote, or to an escape.
@@ -440,6 +507,10 @@ impl JsonScanner {
         };
         self.state = State::Colon;
         let used = key.len() + 2;
+        if self.value_slot == self.stop_at && self.stop_at != IGNORE {
+            self.stopped = true;
+            return used;
+        }
         // `:value` straight after the key (compact JSON) needs no trip through `feed`.
         match rest.get(used..) {
             Some([b':', value @ ..]) if value.first().is_some_and(|&c| !is_ws(c)) => {

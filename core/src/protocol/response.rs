@@ -2,7 +2,7 @@
 //! chunks, the Responses API, and SGLang's `/generate`, folded into token events and a
 //! per-stream summary (DESIGN §2 step 4).
 
-use super::json::{JsonScanner, KeyTag, Scalar, Slot, Visitor, IGNORE};
+use super::json::{JsonScanner, KeyMark, KeyTag, Scalar, Slot, Visitor, IGNORE};
 use super::sse::{SseFramer, SseSink};
 
 const ROOT: Slot = 1;
@@ -251,6 +251,20 @@ impl Summary {
 
 const DONE: &[u8] = b"[DONE]";
 
+/// The longest event start [`Resume`] keeps (ids and model names make it ~100-300 bytes).
+const RESUME_CAP: usize = 512;
+
+/// The previous event's data up to its first token-text key (`"content"` ...: id, object,
+/// created, model, choices, index, delta, which consecutive chunks of one stream repeat byte
+/// for byte) and the scan's state and facts there. An event that starts with the same bytes
+/// resumes from there instead of scanning them again: the scan is deterministic, so the state
+/// after the same bytes is the same state. About two thirds of a chunk's scan.
+struct Resume {
+    prefix: Vec<u8>,
+    mark: KeyMark,
+    facts: EventFacts,
+}
+
 /// Parses one SSE event's data as JSON, recognising the `[DONE]` sentinel without buffering.
 struct EventParser {
     scanner: JsonScanner,
@@ -260,6 +274,15 @@ struct EventParser {
     event_is_error: bool,
     name_matched: Option<usize>,
     summary: Summary,
+    /// No data of the current event yet.
+    at_event_start: bool,
+    /// Boxed: allocated at a stream's first chunk, and most of a stream's state is not it.
+    resume: Option<Box<Resume>>,
+    /// Off only in tests, as the oracle the resumed scan is checked against.
+    resume_enabled: bool,
+    /// Events that resumed (tests: the resumed path must be the one taken).
+    #[cfg(test)]
+    resumed: u32,
 }
 
 impl EventParser {
@@ -271,10 +294,60 @@ impl EventParser {
             event_is_error: false,
             name_matched: Some(0),
             summary: Summary::default(),
+            at_event_start: true,
+            resume: None,
+            resume_enabled: true,
+            #[cfg(test)]
+            resumed: 0,
         }
     }
 
     fn data(&mut self, mut bytes: &[u8]) {
+        let first = std::mem::replace(&mut self.at_event_start, false);
+        // An event's first data that opens an object (not `[DONE]`, no whitespace to skip):
+        // resume from the previous event's start when it repeats it, else scan to the
+        // token-text key and remember how it got there.
+        if first
+            && self.resume_enabled
+            && bytes.first() == Some(&b'{')
+            && self.done_matched == Some(0)
+        {
+            self.done_matched = None;
+            if let Some(r) = &self.resume {
+                if let Some(head) = bytes.get(..r.prefix.len()) {
+                    if same_bytes(head, &r.prefix) {
+                        #[cfg(test)]
+                        {
+                            self.resumed += 1;
+                        }
+                        self.scanner.resume(&r.mark);
+                        self.facts = r.facts;
+                        let rest = bytes.get(r.prefix.len()..).unwrap_or_default();
+                        self.scanner.feed(rest, &mut self.facts);
+                        return;
+                    }
+                }
+            }
+            if let Some((n, mark)) = self.scanner.feed_to_key(bytes, &mut self.facts, CONTENT) {
+                let prefix = bytes.get(..n).unwrap_or_default();
+                if n <= RESUME_CAP {
+                    let r = self.resume.get_or_insert_with(|| {
+                        Box::new(Resume {
+                            prefix: Vec::new(),
+                            mark,
+                            facts: EventFacts::default(),
+                        })
+                    });
+                    r.prefix.clear();
+                    r.prefix.extend_from_slice(prefix);
+                    r.mark = mark;
+                    r.facts = self.facts;
+                }
+                let rest = bytes.get(n..).unwrap_or_default();
+                self.scanner.feed(rest, &mut self.facts);
+            }
+            return;
+        }
         if let Some(pos) = self.done_matched {
             if pos == 0 {
                 let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
@@ -340,8 +413,21 @@ impl EventParser {
         self.done_matched = Some(0);
         self.name_matched = Some(0);
         self.event_is_error = false;
+        self.at_event_start = true;
         new
     }
+}
+
+/// `a == b` eight bytes at a time (a slice compare is a byte-by-byte `memcmp` call in wasm).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (wa.remainder(), wb.remainder());
+    wa.zip(wb)
+        .all(|(x, y)| x.first_chunk::<8>() == y.first_chunk::<8>())
+        && ra == rb
 }
 
 /// Couples the framer's callbacks to the event parser and the caller's token callback.
@@ -435,6 +521,92 @@ impl JsonResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Token callbacks and summary of `chunks`, with the resumed scan on or off.
+    fn stream_with(chunks: &[&[u8]], resume: bool) -> (Vec<u32>, Summary) {
+        let mut r = SseResponse::default();
+        r.events.resume_enabled = resume;
+        let mut events = Vec::new();
+        for c in chunks {
+            r.feed(c, &mut |k| events.push(k));
+        }
+        (events, *r.summary())
+    }
+
+    /// Streams whose events share starts, differ in them, split anywhere: the resumed scan
+    /// must give what a scan of every byte gives.
+    #[test]
+    fn resuming_from_the_previous_event_start_changes_nothing() {
+        let chunk = |id: &str, delta: &str, tail: &str| {
+            format!(
+                "data: {{\"id\":\"{id}\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{tail}}}]}}\n\n"
+            )
+        };
+        let spaced = |s: String| s.replace("\":", "\": ").replace(",\"", ", \"");
+        let bodies: Vec<String> = vec![
+            // vLLM: role chunk, tokens, finish, usage, [DONE].
+            [
+                chunk("a", r#"{"role":"assistant","content":""}"#, "null"),
+                chunk("a", r#"{"content":"x"}"#, "null"),
+                chunk("a", r#"{"content":"y\u0073"}"#, "null"),
+                chunk("a", r#"{"content":""}"#, "null"),
+                chunk("a", r#"{"content":"z"}"#, "\"stop\""),
+                "data: {\"id\":\"a\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9}}\n\n".into(),
+                "data: [DONE]\n\n".into(),
+            ]
+            .concat(),
+            // The start changes mid-stream (id), an error object, a malformed event, tool calls.
+            [
+                chunk("a", r#"{"content":"x"}"#, "null"),
+                chunk("b", r#"{"content":"x"}"#, "null"),
+                chunk("b", r#"{"content":"x"}"#, "null"),
+                "data: {\"id\":\"b\",\"error\":{\"message\":\"boom\"},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"q\"}}]}\n\n".into(),
+                chunk("b", r#"{"content":"x"#, "null"),
+                chunk("b", r#"{"content":"x"}"#, "null"),
+                chunk("b", r#"{"tool_calls":[{"index":0},{"index":1}],"content":"t"}"#, "null"),
+                chunk("b", r#"{"content":"x"}"#, "null"),
+            ]
+            .concat(),
+            // Reasoning first, then content; the same start as a key of another name.
+            [
+                chunk("r", r#"{"reasoning_content":"think"}"#, "null"),
+                chunk("r", r#"{"reasoning_content":"more"}"#, "null"),
+                chunk("r", r#"{"content":"answer"}"#, "null"),
+                chunk("r", r#"{"content":"again"}"#, "\"length\""),
+            ]
+            .concat(),
+        ];
+        for body in bodies
+            .iter()
+            .cloned()
+            .chain(bodies.iter().cloned().map(spaced))
+        {
+            let b = body.as_bytes();
+            let want = stream_with(&[b], false);
+            assert_eq!(stream_with(&[b], true), want, "whole: {body}");
+            let mut r = SseResponse::default();
+            r.feed(b, &mut |_| {});
+            assert!(
+                r.events.resumed >= 2,
+                "resumed {} times: {body}",
+                r.events.resumed
+            );
+            // One event per chunk, as a paced worker sends them.
+            let events: Vec<&[u8]> = body.split_inclusive("\n\n").map(str::as_bytes).collect();
+            assert_eq!(stream_with(&events, true), want, "per event: {body}");
+            // Every split point, and every pair of them.
+            for i in 0..=b.len() {
+                let got = stream_with(&[&b[..i], &b[i..]], true);
+                assert_eq!(got, want, "split at {i}: {body}");
+            }
+            for i in (0..=b.len()).step_by(7) {
+                for j in (i..=b.len()).step_by(5) {
+                    let got = stream_with(&[&b[..i], &b[i..j], &b[j..]], true);
+                    assert_eq!(got, want, "split at {i}, {j}: {body}");
+                }
+            }
+        }
+    }
 
     fn stream(chunks: &[&[u8]]) -> (Vec<u32>, Summary) {
         let mut r = SseResponse::default();
