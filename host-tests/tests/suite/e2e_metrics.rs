@@ -200,6 +200,8 @@ fn streams_report_ttft_itl_and_tokens() {
             s.sum("llm_inter_token_latency_microseconds_count", &[])
                 >= cases.iter().map(|c| c.itl_samples as f64).sum::<f64>() * PER_CASE as f64
                 && s.sum("llm_requests_total", &[]) >= total
+                // Not between one request's counter update and its inflight -1 (below).
+                && s.sum("llm_inflight_requests", &[]) == 0.0
         })
         .unwrap();
     for case in &cases {
@@ -463,8 +465,13 @@ fn failures_land_in_their_error_type() {
     }
     disconnect_after_first_token(&envoy, "e-cancel", &chat_body("e-cancel", stream));
 
+    // Both conditions: a scrape can land between one request's counter update and its
+    // inflight -1 (the worker thread makes them one host call after the other while the
+    // admin thread reads). A gauge that never returns to 0 still fails below, after WAIT.
     let scrape = envoy
-        .prometheus_when(WAIT, |s| s.sum("llm_requests_total", &[]) >= 7.0)
+        .prometheus_when(WAIT, |s| {
+            s.sum("llm_requests_total", &[]) >= 7.0 && s.sum("llm_inflight_requests", &[]) == 0.0
+        })
         .unwrap();
     let mut all = cases
         .iter()
