@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,26 +94,10 @@ impl Lockstep {
     }
 
     pub fn start(cpus: &str) -> Result<Lockstep> {
-        let me = std::env::current_exe()?;
-        let mut child = super::pinned(&me, cpus)
-            .arg("--serve-lockstep")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the lockstep worker")?;
+        let args = ["--serve-lockstep".to_string()];
+        let (mut child, stdout, addr) =
+            crate::upstreams::start_self(cpus, &args, "lockstep", true)?;
         let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
-        let mut stdout = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
-        let mut line = String::new();
-        stdout.read_line(&mut line)?;
-        let addr = match line.trim().strip_prefix("lockstep listening on ") {
-            Some(a) => a.parse()?,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the lockstep worker said {line:?}");
-            }
-        };
         Ok(Lockstep {
             child,
             stdin,
@@ -250,16 +234,11 @@ async fn serve_connection(mut sock: TcpStream, registry: Registry, cache: FrameC
         let Some(request) = crate::upstreams::read_request(&mut sock, &mut buf).await else {
             return;
         };
-        let header = |name: &str| request.header(name);
-        let style = if header("x-bench-json").as_deref() == Some("spaced") {
-            JsonStyle::Spaced
-        } else {
-            JsonStyle::Compact
-        };
-        let tokens: u32 = header("x-bench-tokens")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256);
-        let stream: Option<u64> = header("x-bench-stream").and_then(|v| v.parse().ok());
+        let style = request.json_style();
+        let tokens = request.tokens(256);
+        let stream: Option<u64> = request
+            .header("x-bench-stream")
+            .and_then(|v| v.parse().ok());
         let rx = stream.and_then(|k| registry.lock().unwrap().remove(&k));
         let Some(mut rx) = rx else {
             let msg = format!("no lockstep client waits for x-bench-stream {stream:?}\n");

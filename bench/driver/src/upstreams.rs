@@ -177,26 +177,47 @@ pub struct Paced {
 
 impl Paced {
     pub fn start(cpus: &str, tokens: u32, itl_ms: u64) -> Result<Paced> {
-        let me = std::env::current_exe()?;
-        let mut child = super::pinned(&me, cpus)
-            .args(["--serve-paced", "--tokens", &tokens.to_string()])
-            .args(["--itl-ms", &itl_ms.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the paced upstream")?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = match line.trim().strip_prefix("paced listening on ") {
-            Some(a) => a.parse()?,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("the paced upstream said {line:?}");
-            }
-        };
+        let args = [
+            "--serve-paced".to_string(),
+            "--tokens".into(),
+            tokens.to_string(),
+            "--itl-ms".into(),
+            itl_ms.to_string(),
+        ];
+        let (child, _, addr) = start_self(cpus, &args, "paced", false)?;
         Ok(Paced { child, addr })
+    }
+}
+
+/// This binary in one of its serving modes (`args`), pinned to `cpus`, with a piped stdout (and
+/// stdin when `stdin` is set), once it printed `<what> listening on ADDR`: the child, its
+/// stdout past that line, ADDR. Killed if it says anything else.
+pub fn start_self(
+    cpus: &str,
+    args: &[String],
+    what: &str,
+    stdin: bool,
+) -> Result<(Child, BufReader<std::process::ChildStdout>, SocketAddr)> {
+    let me = std::env::current_exe()?;
+    let mut child = super::pinned(&me, cpus)
+        .args(args)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting the {what} worker"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut stdout = BufReader::new(stdout);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let prefix = format!("{what} listening on ");
+    match line.trim().strip_prefix(prefix.as_str()).map(str::parse) {
+        Some(Ok(addr)) => Ok((child, stdout, addr)),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the {what} worker said {line:?}");
+        }
     }
 }
 
@@ -251,16 +272,10 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                     let Some(request) = read_request(&mut sock, &mut buf).await else {
                         return;
                     };
-                    let header = |name: &str| request.header(name);
-                    let batched = header("x-bench-pacing").as_deref() != Some("independent");
-                    let style = if header("x-bench-json").as_deref() == Some("spaced") {
-                        JsonStyle::Spaced
-                    } else {
-                        JsonStyle::Compact
-                    };
-                    let n_tokens: u32 = header("x-bench-tokens")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(tokens);
+                    let batched =
+                        request.header("x-bench-pacing").as_deref() != Some("independent");
+                    let style = request.json_style();
+                    let n_tokens = request.tokens(tokens);
                     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
                                 cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
                     if sock.write_all(head.as_bytes()).await.is_err() {
@@ -313,6 +328,22 @@ impl RequestHead {
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .map(|v| v.trim().to_string())
+    }
+
+    /// `x-bench-json: spaced` asks for Python's separators; anything else is compact.
+    pub fn json_style(&self) -> JsonStyle {
+        if self.header("x-bench-json").as_deref() == Some("spaced") {
+            JsonStyle::Spaced
+        } else {
+            JsonStyle::Compact
+        }
+    }
+
+    /// `x-bench-tokens`, else `default`.
+    pub fn tokens(&self, default: u32) -> u32 {
+        self.header("x-bench-tokens")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     }
 }
 
