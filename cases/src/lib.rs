@@ -123,6 +123,15 @@ pub const COMPLETIONS: &str = "/v1/completions";
 /// The inflight gauge of model `m`: back to 0 after every case.
 pub const INFLIGHT: &str = "llm_inflight_requests.model=.=m;.;";
 
+/// The histograms with an exact-sum counter `<name>_total` beside them.
+pub const EXACT_SUMS: [&str; 5] = [
+    "time_to_first_token_microseconds",
+    "inter_token_latency_microseconds",
+    "request_duration_microseconds",
+    "input_sequence_tokens",
+    "output_sequence_tokens",
+];
+
 fn by_model(metric: &str) -> String {
     format!("llm_{metric}.model=.={MODEL};.;")
 }
@@ -206,6 +215,36 @@ impl Want {
         self
     }
     fn done(mut self) -> Expect {
+        // Where the token figures came from: the worker's usage brings input tokens with it;
+        // a case where it does not says so with `prop("token_source", ...)`.
+        let has = |w: &Want, name: &str| w.0.properties.iter().any(|(k, _)| k == name);
+        if has(&self, "llm_pulse.output_tokens") && !has(&self, "llm_pulse.token_source") {
+            let source = if has(&self, "llm_pulse.input_tokens") {
+                "usage"
+            } else {
+                "counted"
+            };
+            self = self.prop("token_source", source);
+        }
+        // Each histogram whose mean is charted has an exact-sum counter beside it: the sum of
+        // the same samples.
+        let totals: Vec<Sample> = self
+            .0
+            .samples
+            .iter()
+            .filter_map(|s| match s {
+                Sample::Histogram(name, values) => {
+                    let (metric, labels) = name.split_once('.')?;
+                    EXACT_SUMS.contains(&metric.strip_prefix("llm_")?).then(|| {
+                        let sum = values.iter().sum::<u64>();
+                        Sample::Counter(format!("{metric}_total.{labels}"), sum)
+                    })
+                }
+                _ => None,
+            })
+            .filter(|s| !matches!(s, Sample::Counter(_, 0)))
+            .collect();
+        self.0.samples.extend(totals);
         self.0.samples.sort();
         self.0.properties.sort();
         self.0

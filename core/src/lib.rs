@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod protocol;
 pub mod timing;
+pub mod usage;
 
 #[cfg(test)]
 mod contract_cases;

@@ -9,16 +9,23 @@ use crate::outcome::Outcome;
 use crate::protocol::request::RequestScanner;
 use crate::protocol::response::{JsonResponse, SseResponse, Summary};
 use crate::timing::{StreamClock, TokenTiming};
+use crate::usage::events::SseEditor;
+use crate::usage::refusal::{self, RefusalScan};
+use crate::usage::request::RequestUsage;
+use crate::usage::{Asked, UsageMode};
 
 /// Per-VM state shared by all streams of one worker thread.
 pub struct VmMeter {
     pub metrics: Metrics,
+    /// `usage_stats`: whether streamed requests are asked for usage.
+    pub usage: UsageMode,
 }
 
 impl VmMeter {
     pub fn new(config: &Config) -> VmMeter {
         VmMeter {
             metrics: Metrics::new(&config.metrics_prefix, config.max_models, &config.models),
+            usage: config.usage_stats,
         }
     }
 }
@@ -35,6 +42,8 @@ pub struct ResponseHead<'a> {
 enum Body {
     /// Not parsed: not an inference endpoint, an error status, or an encoded body.
     Opaque,
+    /// The error answer to a request the filter added usage to: read for a refusal of it.
+    Refusal(RefusalScan),
     Sse(SseResponse),
     Json(JsonResponse),
 }
@@ -74,6 +83,20 @@ pub struct StreamMeter {
     tokens_pending: u64,
     tokens_counted: u64,
     last_flush_ns: u64,
+    /// ITL sample values not yet added to their exact-sum counter (flushed with the tokens).
+    itl_sum_pending: u64,
+    itl_total_id: Option<u32>,
+    /// The usage edit, when the filter may ask the worker for usage (boxed: most streams of a
+    /// VM with `usage_stats: off`, and every non-streamed one after its body, need none).
+    usage: Option<Box<UsageEdit>>,
+}
+
+/// A request the filter may add usage to, and what it does to the answer.
+struct UsageEdit {
+    request: RequestUsage,
+    /// The upstream cluster, where a refusal is recorded.
+    cluster: String,
+    response: Option<SseEditor>,
 }
 
 /// Output-token counter batching: far finer than any scrape interval.
@@ -107,7 +130,40 @@ impl StreamMeter {
             tokens_pending: 0,
             tokens_counted: 0,
             last_flush_ns: 0,
+            itl_sum_pending: 0,
+            itl_total_id: None,
+            usage: None,
         }
+    }
+
+    /// Whether this request is one the filter may ask the worker for usage on: a `POST` to
+    /// chat/completions or completions with a body it can read. The glue then drops the
+    /// request's `content-length` (an edit changes the length; Envoy frames the body chunked
+    /// or by HTTP/2 frames instead) and calls [`StreamMeter::edit_usage`].
+    pub fn may_edit_usage(&self, mode: UsageMode, method: &[u8]) -> bool {
+        mode != UsageMode::Off
+            && method == b"POST"
+            && self.request.is_some()
+            && matches!(
+                self.endpoint,
+                Endpoint::ChatCompletions | Endpoint::Completions
+            )
+    }
+
+    pub fn edit_usage(&mut self, mode: UsageMode, cluster: String) {
+        self.usage = Some(Box::new(UsageEdit {
+            request: RequestUsage::new(mode),
+            cluster,
+            response: None,
+        }));
+    }
+
+    /// What this request asked the worker for, and who asked.
+    pub fn usage_asked(&self) -> Asked {
+        self.usage
+            .as_ref()
+            .map(|u| u.request.asked())
+            .unwrap_or_default()
     }
 
     /// Whether the response body is worth copying out of Envoy (it is parsed).
@@ -119,13 +175,28 @@ impl StreamMeter {
         self.request.is_some() && self.model.is_none()
     }
 
-    pub fn on_request_body(&mut self, vm: &mut VmMeter, host: &dyn Host, chunk: &[u8], end: bool) {
+    /// A request body chunk; returns the bytes to send instead when the usage edit changes it.
+    pub fn on_request_body(
+        &mut self,
+        vm: &mut VmMeter,
+        host: &dyn Host,
+        chunk: &[u8],
+        end: bool,
+    ) -> Option<Vec<u8>> {
+        let mut edited = None;
         if let Some(scanner) = self.request.as_mut() {
-            scanner.feed(chunk);
+            let marks = scanner.feed(chunk);
+            if let Some(usage) = self.usage.as_mut() {
+                let failed = scanner.failed();
+                edited = usage
+                    .request
+                    .on_chunk(chunk, &scanner.facts, marks, failed, end);
+            }
         }
         if end {
             self.on_request_end(vm, host);
         }
+        edited
     }
 
     /// The request is complete (or the response starts first): the clock starts, the model is
@@ -173,15 +244,18 @@ impl StreamMeter {
         // Ids cached for the old label would send this request's figures there.
         self.itl_id = None;
         self.output_tokens_id = None;
+        self.itl_total_id = None;
     }
 
+    /// The response headers; returns whether the filter will change the body's length (the
+    /// glue then drops the response's `content-length`).
     pub fn on_response_headers(
         &mut self,
         vm: &mut VmMeter,
         host: &dyn Host,
         head: ResponseHead<'_>,
         end: bool,
-    ) {
+    ) -> bool {
         self.on_request_end(vm, host);
         self.status = head.status;
         let identity = head.content_encoding.is_empty()
@@ -203,24 +277,48 @@ impl StreamMeter {
         } else {
             Body::Opaque
         };
+        let asked = self.usage_asked();
+        let mut edits_body = false;
+        if asked.edited && identity && !bodiless {
+            if matches!(self.body, Body::Sse(_)) {
+                if let Some(usage) = self.usage.as_mut() {
+                    let editor = SseEditor::new(asked);
+                    edits_body = editor.active();
+                    usage.response = Some(editor);
+                }
+            } else if (400..500).contains(&head.status) {
+                self.body = Body::Refusal(RefusalScan::default());
+            }
+        }
         if end {
             self.on_response_body(vm, host, &[], true);
         }
+        edits_body
     }
 
-    pub fn on_response_body(&mut self, vm: &mut VmMeter, host: &dyn Host, chunk: &[u8], end: bool) {
+    /// A response body chunk; returns the bytes to send instead when the usage edit changes
+    /// it.
+    pub fn on_response_body(
+        &mut self,
+        vm: &mut VmMeter,
+        host: &dyn Host,
+        chunk: &[u8],
+        end: bool,
+    ) -> Option<Vec<u8>> {
         let now = host.now_ns();
+        let mut edited = None;
         if let Body::Sse(sse) = &mut self.body {
             let model = self.model.unwrap_or(ModelId::OTHER);
             let clock = self.clock.get_or_insert_with(|| StreamClock::new(now));
             let itl_id = &mut self.itl_id;
             let tokens = &mut self.tokens_pending;
-            sse.feed(chunk, &mut |k| {
+            let itl_sum = &mut self.itl_sum_pending;
+            let mut on_tokens = |k| {
                 *tokens += u64::from(k);
                 match clock.on_tokens(now, k) {
-                    TokenTiming::First { ttft_us } => vm.metrics.record(
+                    TokenTiming::First { ttft_us } => vm.metrics.record_with_total(
                         host,
-                        Metric::TimeToFirstToken,
+                        (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
                         Series::model_only(model),
                         ttft_us,
                     ),
@@ -233,15 +331,31 @@ impl StreamMeter {
                             );
                         }
                         if let Some(id) = *itl_id {
-                            for _ in 0..samples.min(MAX_ITL_SAMPLES_PER_EVENT) {
+                            let samples = samples.min(MAX_ITL_SAMPLES_PER_EVENT);
+                            for _ in 0..samples {
                                 host.record_metric(id, itl_us);
                             }
+                            *itl_sum = itl_sum.saturating_add(itl_us * u64::from(samples));
                         }
                     }
                 }
-            });
+            };
+            match self.usage.as_mut().and_then(|u| u.response.as_mut()) {
+                Some(editor) => {
+                    sse.feed_edges(chunk, &mut on_tokens, editor);
+                    edited = editor.finish_chunk(chunk, end);
+                }
+                None => sse.feed(chunk, &mut on_tokens),
+            }
         } else if let Body::Json(json) = &mut self.body {
             json.feed(chunk);
+        } else if let Body::Refusal(scan) = &mut self.body {
+            scan.feed(chunk);
+            if end && scan.found {
+                if let Some(usage) = &self.usage {
+                    refusal::mark(host, vm.metrics.prefix(), &usage.cluster, self.status);
+                }
+            }
         }
         if end {
             self.finish_response(vm, host, now);
@@ -251,6 +365,7 @@ impl StreamMeter {
         {
             self.flush_output_tokens(vm, host, now);
         }
+        edited
     }
 
     fn finish_response(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
@@ -265,16 +380,16 @@ impl StreamMeter {
                     clock.on_tokens(now, 1);
                     let ttft_us = clock.elapsed_us(now);
                     let model = self.model.unwrap_or(ModelId::OTHER);
-                    vm.metrics.record(
+                    vm.metrics.record_with_total(
                         host,
-                        Metric::TimeToFirstToken,
+                        (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
                         Series::model_only(model),
                         ttft_us,
                     );
                 }
                 Some(summary)
             }
-            Body::Opaque => None,
+            Body::Opaque | Body::Refusal(_) => None,
         };
         self.summary = summary;
         if let Some(s) = summary {
@@ -293,10 +408,23 @@ impl StreamMeter {
 
     fn flush_output_tokens(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
         self.last_flush_ns = now;
+        let model = self.model.unwrap_or(ModelId::OTHER);
+        if self.itl_sum_pending > 0 {
+            if self.itl_total_id.is_none() {
+                self.itl_total_id = vm.metrics.id(
+                    host,
+                    Metric::InterTokenLatencyTotal,
+                    Series::model_only(model),
+                );
+            }
+            if let Some(id) = self.itl_total_id {
+                host.increment_metric(id, i64::try_from(self.itl_sum_pending).unwrap_or(i64::MAX));
+            }
+            self.itl_sum_pending = 0;
+        }
         if self.tokens_pending == 0 {
             return;
         }
-        let model = self.model.unwrap_or(ModelId::OTHER);
         let delta = i64::try_from(self.tokens_pending).unwrap_or(i64::MAX);
         if self.output_tokens_id.is_none() {
             self.output_tokens_id =
@@ -388,6 +516,16 @@ impl StreamMeter {
             "llm_pulse.output_tokens",
             summary.map(|s| s.output_tokens()),
         );
+        // Where the token figures came from: the worker's own usage (exact), or counted
+        // from the deltas (one per delta: low when a chunk carries several tokens).
+        if let Some(s) = summary {
+            let source: &[u8] = if s.usage_output_tokens.is_some() {
+                b"usage"
+            } else {
+                b"counted"
+            };
+            host.set_property("llm_pulse.token_source", source);
+        }
         if let Some(e) = verdict {
             host.set_property("llm_pulse.error_type", e.as_str().as_bytes());
         }
@@ -413,12 +551,25 @@ impl StreamMeter {
         let m = &mut vm.metrics;
         m.increment(host, Metric::RequestsTotal, series, 1);
         if let (true, Some(clock)) = (request_complete, &self.clock) {
-            m.record(host, Metric::RequestDuration, series, clock.elapsed_us(now));
+            m.record_with_total(
+                host,
+                (Metric::RequestDuration, Metric::RequestDurationTotal),
+                series,
+                clock.elapsed_us(now),
+            );
         }
         if let Some(s) = self.summary_now() {
             let by_model = Series::model_only(model);
             if let Some(n) = s.input_tokens {
-                m.record(host, Metric::InputSequenceTokens, by_model, n);
+                m.record_with_total(
+                    host,
+                    (
+                        Metric::InputSequenceTokens,
+                        Metric::InputSequenceTokensTotal,
+                    ),
+                    by_model,
+                    n,
+                );
             }
             if let Some(n) = s.cached_tokens {
                 m.record(host, Metric::CachedTokens, by_model, n);
@@ -426,9 +577,12 @@ impl StreamMeter {
             if self.endpoint.generates_tokens()
                 && (s.streamed_tokens > 0 || s.usage_output_tokens.is_some())
             {
-                m.record(
+                m.record_with_total(
                     host,
-                    Metric::OutputSequenceTokens,
+                    (
+                        Metric::OutputSequenceTokens,
+                        Metric::OutputSequenceTokensTotal,
+                    ),
                     by_model,
                     s.output_tokens(),
                 );

@@ -100,6 +100,40 @@ impl Host for ProxyWasmHost {
 extern "C" {
     /// The ABI's clock (the SDK declares the same import; the linker keeps one).
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    /// The SDK's `set_buffer` and `remove_map_value` panic on a status other than Ok (a
+    /// panic takes the VM down): the same imports, with the status handed back.
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        data: *const u8,
+        data_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+}
+
+/// Replaces the `size` bytes of the body buffer `buffer_type` from `start` with `data`: true
+/// when the host took it.
+pub fn replace_buffer(
+    buffer_type: proxy_wasm::types::BufferType,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> bool {
+    // SAFETY: the host reads `data.len()` bytes at `data.as_ptr()` during the call; `data`
+    // outlives it.
+    let status = unsafe {
+        proxy_set_buffer_bytes(buffer_type as u32, start, size, data.as_ptr(), data.len())
+    };
+    status == 0
+}
+
+/// Removes header `name` from the header map `map_type`: true when the host did.
+pub fn remove_header(map_type: proxy_wasm::types::MapType, name: &str) -> bool {
+    // SAFETY: the host reads `name.len()` bytes at `name.as_ptr()` during the call.
+    let status =
+        unsafe { proxy_remove_header_map_value(map_type as u32, name.as_ptr(), name.len()) };
+    status == 0
 }
 
 /// Nanoseconds since the epoch straight from the host, 0 if it refuses. Not the SDK's

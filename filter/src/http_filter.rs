@@ -1,14 +1,17 @@
 //! The proxy-wasm `HttpContext`: reads what Envoy offers and feeds it to [`StreamMeter`].
-//! Every callback returns `Continue`: the filter never pauses or changes the stream.
+//! Every callback returns `Continue`: the filter never pauses a stream. It changes one only to
+//! ask the worker for usage (`usage_stats`), as the meter says, and takes that usage out of
+//! the answer again.
 //!
 //! Host calls go through `hostcalls` with errors handled, never through the SDK's trait
 //! helpers, which `unwrap()` (a panic would take the whole VM down).
 
-use crate::host::{property_string, ProxyWasmHost};
+use crate::host::{property_string, remove_header, replace_buffer, ProxyWasmHost};
 use llm_pulse_core::health::prober::Prober;
 use llm_pulse_core::health::report::{self, Endpoint, Endpoints};
 use llm_pulse_core::host::Host;
 use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
+use llm_pulse_core::usage::refusal;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
@@ -115,7 +118,20 @@ impl HttpContext for HttpFilter {
         let encoded = request_header("content-encoding")
             .map(|e| !e.is_empty() && !e.eq_ignore_ascii_case(b"identity"))
             .unwrap_or(false);
-        self.stream = Some(StreamMeter::start(&method, &path, encoded));
+        let mut stream = StreamMeter::start(&method, &path, encoded);
+        let mode = self.vm.try_borrow().map(|vm| vm.usage).unwrap_or_default();
+        if !end_of_stream && stream.may_edit_usage(mode, &method) {
+            // The route picked the cluster already; a worker there that refused the field is
+            // not asked again.
+            let cluster = property_string(&["xds", "cluster_name"]);
+            if !cluster.is_empty()
+                && !refusal::is_refused(&ProxyWasmHost, &cluster)
+                && remove_header(MapType::HttpRequestHeaders, "content-length")
+            {
+                stream.edit_usage(mode, cluster);
+            }
+        }
+        self.stream = Some(stream);
         if end_of_stream {
             self.with_stream(|s, vm| s.on_request_end(vm, &ProxyWasmHost));
         }
@@ -126,7 +142,13 @@ impl HttpContext for HttpFilter {
         let wants = self.stream.as_ref().is_some_and(|s| s.wants_request_body());
         if wants {
             let chunk = body(BufferType::HttpRequestBody, body_size);
-            self.with_stream(|s, vm| s.on_request_body(vm, &ProxyWasmHost, &chunk, end_of_stream));
+            let mut edited = None;
+            self.with_stream(|s, vm| {
+                edited = s.on_request_body(vm, &ProxyWasmHost, &chunk, end_of_stream);
+            });
+            if let Some(new) = edited {
+                replace_buffer(BufferType::HttpRequestBody, 0, body_size, &new);
+            }
         } else if end_of_stream {
             self.with_stream(|s, vm| s.on_request_end(vm, &ProxyWasmHost));
         }
@@ -144,7 +166,14 @@ impl HttpContext for HttpFilter {
             content_type: &content_type,
             content_encoding: &content_encoding,
         };
-        self.with_stream(|s, vm| s.on_response_headers(vm, &ProxyWasmHost, head, end_of_stream));
+        let mut edits_body = false;
+        self.with_stream(|s, vm| {
+            edits_body = s.on_response_headers(vm, &ProxyWasmHost, head, end_of_stream);
+        });
+        if edits_body {
+            // Events come out of the body: its length changes.
+            remove_header(MapType::HttpResponseHeaders, "content-length");
+        }
         Action::Continue
     }
 
@@ -163,7 +192,13 @@ impl HttpContext for HttpFilter {
             std::hint::black_box(&chunk);
             return Action::Continue;
         }
-        self.with_stream(|s, vm| s.on_response_body(vm, &ProxyWasmHost, &chunk, end_of_stream));
+        let mut edited = None;
+        self.with_stream(|s, vm| {
+            edited = s.on_response_body(vm, &ProxyWasmHost, &chunk, end_of_stream);
+        });
+        if let Some(new) = edited {
+            replace_buffer(BufferType::HttpResponseBody, 0, body_size, &new);
+        }
         Action::Continue
     }
 

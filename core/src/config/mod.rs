@@ -6,6 +6,7 @@
 mod duration;
 pub mod health;
 
+use crate::usage::UsageMode;
 pub use duration::parse_duration_ms;
 use health::{HealthConfig, RawHealth};
 use serde::Deserialize;
@@ -27,6 +28,8 @@ pub struct Config {
     pub max_models: u32,
     /// Models the operator pins: always labelled by name, outside the `max_models` cap.
     pub models: Vec<String>,
+    /// Whether streamed requests are asked for usage the client did not ask for.
+    pub usage_stats: UsageMode,
     /// Health probing and the `/health`, `/live` answers; `None` when not configured.
     pub health: Option<HealthConfig>,
 }
@@ -59,6 +62,7 @@ struct RawConfig {
     metrics_prefix: Option<String>,
     max_models: Option<u32>,
     models: Option<Vec<String>>,
+    usage_stats: Option<String>,
     health: Option<RawHealth>,
 }
 
@@ -97,6 +101,16 @@ impl Config {
             metrics_prefix: prefix.to_string(),
             max_models,
             models,
+            usage_stats: match raw.usage_stats.as_deref() {
+                None => UsageMode::default(),
+                Some(name) => UsageMode::from_name(name).ok_or_else(|| {
+                    let shown: String = name.chars().take(32).collect();
+                    ConfigError::new(
+                        "usage_stats",
+                        format!(r#"must be "final", "continuous" or "off", got {shown:?}"#),
+                    )
+                })?,
+            },
             health,
         })
     }
@@ -176,7 +190,10 @@ mod tests {
             let c = Config::parse(input.as_bytes(), None).unwrap();
             assert_eq!(c.metrics_prefix, "llm");
             assert_eq!(c.max_models, 32);
+            assert_eq!(c.usage_stats, UsageMode::Final);
         }
+        let c = Config::parse(br#"{"usage_stats":"continuous"}"#, None).unwrap();
+        assert_eq!(c.usage_stats, UsageMode::Continuous);
     }
 
     #[test]
@@ -213,6 +230,12 @@ mod tests {
             (r#"{"max_models":-1}"#, "max_models", "invalid value"),
             (r#"{"max_models":"3"}"#, "max_models", "invalid type"),
             (r#"{"colour":"red"}"#, "colour", "unknown field"),
+            (
+                r#"{"usage_stats":"Final"}"#,
+                "usage_stats",
+                r#"must be "final", "continuous" or "off", got "Final""#,
+            ),
+            (r#"{"usage_stats":true}"#, "usage_stats", "invalid type"),
             (
                 r#"{"metrics_prefix":"a"} x"#,
                 "(config)",

@@ -245,6 +245,11 @@ impl JsonScanner {
         self.state == State::Error
     }
 
+    /// Whether a whole document has been read (only whitespace may follow).
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
     /// Whether no byte but whitespace has been fed since the last reset.
     pub fn is_pristine(&self) -> bool {
         self.state == State::Value && self.depth == 0

@@ -19,6 +19,38 @@ pub struct RequestFacts {
     pub stream: Option<bool>,
     pub include_usage: Option<bool>,
     pub continuous_usage: Option<bool>,
+    /// How many top-level `stream_options` keys the body has (a second one is not edited).
+    pub stream_options_keys: u8,
+}
+
+/// The facts, plus where the top-level `stream_options` key stands in the chunk being fed:
+/// what an edit of the request needs, found by the scan the facts already take.
+struct Fields<'a> {
+    facts: &'a mut RequestFacts,
+    chunk: &'a [u8],
+    stream_options_at: Option<usize>,
+}
+
+impl Visitor for Fields<'_> {
+    fn child(&mut self, parent: Slot, key: &[u8]) -> Slot {
+        let slot = self.facts.child(parent, key);
+        if slot == STREAM_OPTIONS {
+            self.facts.stream_options_keys = self.facts.stream_options_keys.saturating_add(1);
+            // A key read whole from the chunk is a slice of it (the scanner's own buffer
+            // otherwise): its address says where it is; the opening quote is one before.
+            let at = (key.as_ptr() as usize).wrapping_sub(self.chunk.as_ptr() as usize);
+            self.stream_options_at = (at >= 1 && at < self.chunk.len()).then(|| at - 1);
+        }
+        slot
+    }
+
+    fn capture_len(&self, slot: Slot) -> usize {
+        self.facts.capture_len(slot)
+    }
+
+    fn scalar(&mut self, slot: Slot, value: Scalar<'_>) {
+        self.facts.scalar(slot, value);
+    }
 }
 
 impl Visitor for RequestFacts {
@@ -75,11 +107,43 @@ impl Default for RequestScanner {
     }
 }
 
+/// What one chunk showed of the places a usage edit may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChunkMarks {
+    /// The offset of the top-level `"stream_options"` key's opening quote, when the chunk
+    /// holds the key whole.
+    pub stream_options_at: Option<usize>,
+    /// The offset of the top-level object's closing `}`, when this chunk closed it.
+    pub closed_at: Option<usize>,
+}
+
 impl RequestScanner {
-    pub fn feed(&mut self, chunk: &[u8]) {
-        if !self.scanner.failed() {
-            self.scanner.feed(chunk, &mut self.facts);
+    pub fn feed(&mut self, chunk: &[u8]) -> ChunkMarks {
+        if self.scanner.failed() {
+            return ChunkMarks::default();
         }
+        let was_done = self.scanner.is_done();
+        let mut fields = Fields {
+            facts: &mut self.facts,
+            chunk,
+            stream_options_at: None,
+        };
+        self.scanner.feed(chunk, &mut fields);
+        let stream_options_at = fields.stream_options_at;
+        // A document done in this chunk closed here: at its last byte that is not whitespace.
+        let closed_at = (!was_done && self.scanner.is_done())
+            .then(|| chunk.iter().rposition(|b| !b.is_ascii_whitespace()))
+            .flatten()
+            .filter(|&i| chunk.get(i) == Some(&b'}'));
+        ChunkMarks {
+            stream_options_at,
+            closed_at,
+        }
+    }
+
+    /// Whether the body so far cannot be one JSON document.
+    pub fn failed(&self) -> bool {
+        self.scanner.failed()
     }
 
     /// Ends the body: true when it was one well-formed JSON document.

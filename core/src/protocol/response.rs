@@ -35,6 +35,10 @@ pub struct EventFacts {
     pub cached_tokens: Option<u64>,
     pub finished: bool,
     pub error: bool,
+    /// A top-level `usage` member (any value, `null` included).
+    pub has_usage: bool,
+    /// Elements of `choices`.
+    pub choices: u32,
     /// Responses API: `type` ends in `.delta` and `delta` is non-empty.
     resp_type_delta: bool,
     resp_delta_nonempty: bool,
@@ -45,6 +49,43 @@ impl EventFacts {
     fn token_pieces(&self) -> u32 {
         self.pieces + u32::from(self.resp_type_delta && self.resp_delta_nonempty)
     }
+
+    /// The event `include_usage` adds at a stream's end: usage figures and no choice.
+    fn usage_only(&self) -> bool {
+        self.choices == 0
+            && self.token_pieces() == 0
+            && !self.error
+            && (self.output_tokens.is_some() || self.input_tokens.is_some())
+    }
+}
+
+/// What an editor of the stream needs to know of an event once it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EventEnd {
+    /// The new output tokens it carried.
+    pub tokens: u32,
+    /// It has a top-level `usage` member.
+    pub usage_member: bool,
+    /// It is the usage-only event `include_usage` adds (no choice, usage figures).
+    pub usage_only: bool,
+}
+
+/// Receives where events start and end in the chunk being fed, for an editor of the stream.
+pub trait EventEdges {
+    /// See [`SseSink::event_start`].
+    fn event_start(&mut self, at: usize);
+    /// See [`SseSink::dispatch`].
+    fn event_end(&mut self, end: usize, cr: bool, event: EventEnd);
+}
+
+/// The edges of a stream nobody edits: compiled away.
+pub struct NoEdges;
+
+impl EventEdges for NoEdges {
+    #[inline(always)]
+    fn event_start(&mut self, _at: usize) {}
+    #[inline(always)]
+    fn event_end(&mut self, _end: usize, _cr: bool, _event: EventEnd) {}
 }
 
 /// Tags of the keys the response shapes are read by.
@@ -79,7 +120,10 @@ impl Visitor for EventFacts {
         // Keys over eight bytes are confirmed whole (guards) once their tag matches.
         match (parent, KeyTag::of(k)) {
             (ROOT, key::CHOICES) => CHOICES,
-            (ROOT, key::USAGE) => USAGE,
+            (ROOT, key::USAGE) => {
+                self.has_usage = true;
+                USAGE
+            }
             (ROOT, key::ERROR) => ERROR,
             (ROOT, key::OBJECT) => OBJECT,
             (ROOT, key::META_INFO) if k == b"meta_info" => META,
@@ -116,7 +160,10 @@ impl Visitor for EventFacts {
 
     fn element(&mut self, parent: Slot) -> Slot {
         match parent {
-            CHOICES => CHOICE,
+            CHOICES => {
+                self.choices += 1;
+                CHOICE
+            }
             TOOL_CALLS => {
                 self.pieces += 1;
                 IGNORE
@@ -384,8 +431,9 @@ impl EventParser {
         }
     }
 
-    /// Ends the event; returns its new output tokens.
-    fn dispatch(&mut self) -> u32 {
+    /// Ends the event; returns its new output tokens and what an editor needs of it.
+    fn dispatch(&mut self) -> EventEnd {
+        let mut end = EventEnd::default();
         let new = match self.done_matched {
             Some(n) if n == DONE.len() => {
                 self.summary.complete = true;
@@ -398,6 +446,8 @@ impl EventParser {
                         .feed(DONE.get(..pos).unwrap_or_default(), &mut self.facts);
                 }
                 if self.scanner.finish(&mut self.facts) {
+                    end.usage_member = self.facts.has_usage;
+                    end.usage_only = self.facts.usage_only();
                     self.summary.on_event(&self.facts)
                 } else {
                     self.summary.malformed += 1;
@@ -414,7 +464,8 @@ impl EventParser {
         self.name_matched = Some(0);
         self.event_is_error = false;
         self.at_event_start = true;
-        new
+        end.tokens = new;
+        end
     }
 }
 
@@ -430,24 +481,31 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         && ra == rb
 }
 
-/// Couples the framer's callbacks to the event parser and the caller's token callback.
-struct Dispatch<'a, F: FnMut(u32)> {
+/// Couples the framer's callbacks to the event parser, the caller's token callback and an
+/// editor's edges.
+struct Dispatch<'a, F: FnMut(u32), E: EventEdges> {
     events: &'a mut EventParser,
     on_tokens: &'a mut F,
+    edges: &'a mut E,
 }
 
-impl<F: FnMut(u32)> SseSink for Dispatch<'_, F> {
+impl<F: FnMut(u32), E: EventEdges> SseSink for Dispatch<'_, F, E> {
     fn data(&mut self, bytes: &[u8]) {
         self.events.data(bytes);
     }
     fn event_name(&mut self, bytes: &[u8]) {
         self.events.event_name(bytes);
     }
-    fn dispatch(&mut self) {
-        let new = self.events.dispatch();
-        if new > 0 {
-            (self.on_tokens)(new);
+    #[inline(always)]
+    fn event_start(&mut self, at: usize) {
+        self.edges.event_start(at);
+    }
+    fn dispatch(&mut self, end: usize, cr: bool) {
+        let event = self.events.dispatch();
+        if event.tokens > 0 {
+            (self.on_tokens)(event.tokens);
         }
+        self.edges.event_end(end, cr, event);
     }
 }
 
@@ -469,9 +527,20 @@ impl Default for SseResponse {
 impl SseResponse {
     /// Frames `chunk`; calls `on_tokens(k)` for each event that carries k > 0 new tokens.
     pub fn feed<F: FnMut(u32)>(&mut self, chunk: &[u8], on_tokens: &mut F) {
+        self.feed_edges(chunk, on_tokens, &mut NoEdges);
+    }
+
+    /// [`SseResponse::feed`], telling `edges` where each event starts and ends.
+    pub fn feed_edges<F: FnMut(u32), E: EventEdges>(
+        &mut self,
+        chunk: &[u8],
+        on_tokens: &mut F,
+        edges: &mut E,
+    ) {
         let mut sink = Dispatch {
             events: &mut self.events,
             on_tokens,
+            edges,
         };
         self.framer.feed(chunk, &mut sink);
     }

@@ -11,8 +11,13 @@ pub trait SseSink {
     fn data(&mut self, bytes: &[u8]);
     /// Bytes of the current event's `event:` field.
     fn event_name(&mut self, bytes: &[u8]);
-    /// A blank line ended an event that had at least one field.
-    fn dispatch(&mut self);
+    /// An event's first field line starts at `input[at]` (comments before it are not the
+    /// event's). Only an editor of the stream needs it.
+    fn event_start(&mut self, _at: usize) {}
+    /// A blank line ended an event that had at least one field; `end` is the index in `input`
+    /// after the blank line's first byte, and `cr` says that byte was `\r` (a `\n` may follow
+    /// as part of the same line ending).
+    fn dispatch(&mut self, end: usize, cr: bool);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +114,7 @@ impl SseFramer {
                     if b == b'\n' || b == b'\r' {
                         self.after_cr = b == b'\r';
                         if self.event_has_field {
-                            sink.dispatch();
+                            sink.dispatch(i + 1, self.after_cr);
                         }
                         self.event_has_field = false;
                         self.data_lines = 0;
@@ -117,10 +122,16 @@ impl SseFramer {
                         self.line = Line::Comment;
                     } else if input.get(i..i + 5) == Some(b"data:") {
                         // The usual line, whole in this chunk: no byte-by-byte field name.
+                        if !self.event_has_field {
+                            sink.event_start(i);
+                        }
                         self.start_field(Field::Data, sink);
                         i += 5;
                         continue;
                     } else {
+                        if !self.event_has_field {
+                            sink.event_start(i);
+                        }
                         self.name_len = 0;
                         self.push_name(b);
                         self.line = Line::Name;
@@ -190,7 +201,7 @@ mod tests {
         fn event_name(&mut self, bytes: &[u8]) {
             self.name.extend_from_slice(bytes);
         }
-        fn dispatch(&mut self) {
+        fn dispatch(&mut self, _end: usize, _cr: bool) {
             let d = String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned();
             let n = String::from_utf8_lossy(&std::mem::take(&mut self.name)).into_owned();
             self.done.push((n, d));

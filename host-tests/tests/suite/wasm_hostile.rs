@@ -119,6 +119,11 @@ const BASES: &[&str] = &[
     "llm_input_sequence_tokens",
     "llm_output_sequence_tokens",
     "llm_cached_tokens",
+    "llm_time_to_first_token_microseconds_total",
+    "llm_inter_token_latency_microseconds_total",
+    "llm_request_duration_microseconds_total",
+    "llm_input_sequence_tokens_total",
+    "llm_output_sequence_tokens_total",
 ];
 
 fn assert_model_label_safe(v: &str) {

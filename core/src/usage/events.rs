@@ -1,0 +1,330 @@
+//! Takes out of an SSE answer the usage the filter asked for and the client did not: the
+//! usage-only event (`"choices": []` plus `usage`) and `usage` members of other events, as the
+//! events pass. The event scan the metrics already make says where each event starts and ends
+//! ([`EventEdges`]); this only cuts.
+//!
+//! An event is cut whole: while one that may be edited is split across reads, its bytes so far
+//! are held back (up to [`HOLD_CAP`]) and go out with the read that ends it. Nothing else is
+//! held. Chunks with nothing to cut pass untouched (no copy).
+
+use super::members::{object_members, removal};
+use super::Asked;
+use crate::protocol::response::{EventEdges, EventEnd};
+use std::ops::Range;
+
+/// The most of one event held back while it is split across reads: a usage event is a few
+/// hundred bytes; a longer event is let through as it is (and counted), so a worker's stream
+/// cannot grow the VM's memory.
+pub const HOLD_CAP: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cut {
+    /// The whole event, and a `\n` right after it when its blank line ended in `\r`.
+    Event { bytes: Range<u64>, cr: bool },
+    /// The `usage` member inside the event.
+    UsageMember(Range<u64>),
+}
+
+#[derive(Debug, Default)]
+pub struct SseEditor {
+    asked: Asked,
+    /// Stream offset of the current chunk's first byte.
+    base: u64,
+    /// Bytes held back from earlier reads: the stream's `[base - held.len(), base)`.
+    held: Vec<u8>,
+    /// Stream offset of the current event's first byte, between its start and its end.
+    event_start: Option<u64>,
+    /// The current event's bytes were let through before it ended (too long to hold).
+    event_passed: bool,
+    /// This read's cuts, in stream order.
+    cuts: Vec<Cut>,
+    /// A cut event ended in `\r` at the end of the previous read: a `\n` starting this read
+    /// belongs to it.
+    lf_pending: bool,
+    pub stats: EditStats,
+}
+
+/// What the editor did to one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EditStats {
+    pub events_cut: u32,
+    pub members_cut: u32,
+    /// Events to edit that were let through unedited: longer than [`HOLD_CAP`] while split,
+    /// or a `usage` member the cut could not place (an event of several `data:` lines).
+    pub left: u32,
+    /// The most bytes held back at once.
+    pub held_max: usize,
+}
+
+impl SseEditor {
+    pub fn new(asked: Asked) -> SseEditor {
+        SseEditor {
+            asked,
+            ..SseEditor::default()
+        }
+    }
+
+    /// Whether this stream is edited at all.
+    pub fn active(&self) -> bool {
+        self.asked.drops_usage_event() || self.asked.strips_usage_member()
+    }
+
+    /// Ends a read whose events went through [`EventEdges`]: the bytes to send instead of
+    /// `chunk`, or `None` to send it as it is. `end`: the stream ends with it (nothing held).
+    pub fn finish_chunk(&mut self, chunk: &[u8], end: bool) -> Option<Vec<u8>> {
+        let window_start = self.base - self.held.len() as u64;
+        let chunk_end = self.base + chunk.len() as u64;
+        self.base = chunk_end;
+        let mut hold_from = self
+            .event_start
+            .filter(|_| !end && !self.event_passed && self.active());
+        if let Some(h) = hold_from {
+            if chunk_end - h > HOLD_CAP as u64 {
+                hold_from = None;
+                self.event_passed = true;
+                self.stats.left += 1;
+            }
+        }
+        let lf_pending = std::mem::take(&mut self.lf_pending);
+        if self.held.is_empty() && self.cuts.is_empty() && hold_from.is_none() && !lf_pending {
+            return None;
+        }
+        let mut window = std::mem::take(&mut self.held);
+        window.extend_from_slice(chunk);
+        let at = |abs: u64| usize::try_from(abs - window_start).unwrap_or(usize::MAX);
+        let mut out = Vec::with_capacity(window.len());
+        let mut pos = 0;
+        if lf_pending && window.first() == Some(&b'\n') {
+            pos = 1;
+        }
+        let cuts = std::mem::take(&mut self.cuts);
+        for cut in &cuts {
+            let range = match cut {
+                Cut::Event { bytes, cr } => {
+                    let mut r = at(bytes.start)..at(bytes.end);
+                    if *cr {
+                        match window.get(r.end) {
+                            Some(b'\n') => r.end += 1,
+                            Some(_) => {}
+                            None => self.lf_pending = true,
+                        }
+                    }
+                    self.stats.events_cut += 1;
+                    Some(r)
+                }
+                Cut::UsageMember(bytes) => {
+                    let event = at(bytes.start)..at(bytes.end);
+                    let found = window
+                        .get(event.clone())
+                        .and_then(usage_member)
+                        .map(|r| r.start + event.start..r.end + event.start);
+                    match found {
+                        Some(_) => self.stats.members_cut += 1,
+                        None => self.stats.left += 1,
+                    }
+                    found
+                }
+            };
+            if let Some(r) = range {
+                if r.start >= pos {
+                    out.extend_from_slice(window.get(pos..r.start).unwrap_or_default());
+                    pos = r.end;
+                }
+            }
+        }
+        let keep_to = hold_from.map_or(window.len(), at).max(pos);
+        out.extend_from_slice(window.get(pos..keep_to).unwrap_or_default());
+        if hold_from.is_some() {
+            self.held = window.split_off(keep_to.min(window.len()));
+            self.stats.held_max = self.stats.held_max.max(self.held.len());
+        }
+        self.cuts = cuts;
+        self.cuts.clear();
+        Some(out)
+    }
+}
+
+impl EventEdges for SseEditor {
+    fn event_start(&mut self, at: usize) {
+        self.event_start = Some(self.base + at as u64);
+        self.event_passed = false;
+    }
+
+    fn event_end(&mut self, end: usize, cr: bool, event: EventEnd) {
+        let Some(start) = self.event_start.take() else {
+            return;
+        };
+        if self.event_passed {
+            return;
+        }
+        let bytes = start..self.base + end as u64;
+        if event.usage_only {
+            if self.asked.drops_usage_event() {
+                self.cuts.push(Cut::Event { bytes, cr });
+            }
+        } else if event.usage_member && self.asked.strips_usage_member() {
+            self.cuts.push(Cut::UsageMember(bytes));
+        }
+    }
+}
+
+/// Where the top-level `usage` member of the one-line `data:` event `event` is, with the
+/// separator that goes with it. `None` for an event of several data lines (its JSON spans
+/// line breaks the cut would have to keep) or without such a member.
+fn usage_member(event: &[u8]) -> Option<Range<usize>> {
+    let mut data = None;
+    let mut line_start = 0;
+    for line in event.split_inclusive(|&b| b == b'\n' || b == b'\r') {
+        if line.starts_with(b"data:") {
+            if data.is_some() {
+                return None;
+            }
+            data = Some(line_start);
+        }
+        line_start += line.len();
+    }
+    let data = data?;
+    let mut open = data + 5;
+    if event.get(open) == Some(&b' ') {
+        open += 1;
+    }
+    let (members, _) = object_members(event, open)?;
+    let index = members.iter().position(|m| m.raw_key(event) == b"usage")?;
+    removal(&members, index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::response::SseResponse;
+
+    /// What the client receives when `chunks` pass one per read, and the token events seen.
+    fn pass(asked: Asked, chunks: &[&[u8]]) -> (Vec<u8>, Vec<u32>, EditStats) {
+        let mut sse = SseResponse::default();
+        let mut editor = SseEditor::new(asked);
+        let mut out = Vec::new();
+        let mut tokens = Vec::new();
+        for (i, c) in chunks.iter().enumerate() {
+            sse.feed_edges(c, &mut |k| tokens.push(k), &mut editor);
+            match editor.finish_chunk(c, i + 1 == chunks.len()) {
+                Some(new) => out.extend_from_slice(&new),
+                None => out.extend_from_slice(c),
+            }
+        }
+        (out, tokens, editor.stats)
+    }
+
+    const ADDED: Asked = Asked {
+        edited: true,
+        client_usage: false,
+        client_continuous: false,
+    };
+
+    fn chunk(content: &str, usage: &str) -> String {
+        format!("data: {{\"id\":\"c\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}}}}]{usage}}}\n\n")
+    }
+
+    const USAGE_EVENT: &str = "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}\n\n";
+
+    #[test]
+    fn the_usage_event_and_null_members_go_at_every_split() {
+        let plain = format!(
+            "{}{}: keep-alive\n\n{}data: [DONE]\n\n",
+            chunk("a", ""),
+            chunk("b", ""),
+            chunk("c", "")
+        );
+        let worker = format!(
+            "{}{}: keep-alive\n\n{}{USAGE_EVENT}data: [DONE]\n\n",
+            chunk("a", ",\"usage\":null"),
+            chunk("b", ",\"usage\":null"),
+            chunk("c", ",\"usage\":null")
+        );
+        let w = worker.as_bytes();
+        let (out, tokens, stats) = pass(ADDED, &[w]);
+        assert_eq!(String::from_utf8_lossy(&out), plain);
+        assert_eq!(tokens, vec![1, 1, 1]);
+        assert_eq!((stats.events_cut, stats.members_cut, stats.left), (1, 3, 0));
+        for i in 0..=w.len() {
+            let (out, tokens, _) = pass(ADDED, &[&w[..i], &w[i..]]);
+            assert_eq!(String::from_utf8_lossy(&out), plain, "split at {i}");
+            assert_eq!(tokens, vec![1, 1, 1]);
+        }
+        let singles: Vec<&[u8]> = w.chunks(1).collect();
+        assert_eq!(pass(ADDED, &singles).0, plain.as_bytes());
+        // The client asked: nothing changes, nothing is copied.
+        let asked = Asked {
+            edited: false,
+            client_usage: true,
+            client_continuous: false,
+        };
+        assert_eq!(pass(asked, &[w]).0, w);
+    }
+
+    #[test]
+    fn continuous_usage_is_cut_from_every_event_but_the_one_asked_for() {
+        let worker = format!(
+            "{}{}{USAGE_EVENT}data: [DONE]\n\n",
+            chunk(
+                "a",
+                ",\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}"
+            ),
+            chunk(
+                "bc",
+                ",\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}"
+            ),
+        );
+        let (out, tokens, _) = pass(ADDED, &[worker.as_bytes()]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("{}{}data: [DONE]\n\n", chunk("a", ""), chunk("bc", ""))
+        );
+        assert_eq!(tokens, vec![1, 2]);
+        let asked_final = Asked {
+            edited: true,
+            client_usage: true,
+            client_continuous: false,
+        };
+        let (out, _, _) = pass(asked_final, &[worker.as_bytes()]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!(
+                "{}{}{USAGE_EVENT}data: [DONE]\n\n",
+                chunk("a", ""),
+                chunk("bc", "")
+            )
+        );
+    }
+
+    #[test]
+    fn crlf_events_and_spaced_json_are_cut_whole() {
+        let worker = "data: {\"choices\": [{\"delta\": {\"content\": \"a\"}}], \"usage\": null}\r\n\r\ndata: {\"choices\": [], \"usage\": {\"prompt_tokens\": 5}}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let want =
+            "data: {\"choices\": [{\"delta\": {\"content\": \"a\"}}]}\r\n\r\ndata: [DONE]\r\n\r\n";
+        let w = worker.as_bytes();
+        for i in 0..=w.len() {
+            let (out, _, _) = pass(ADDED, &[&w[..i], &w[i..]]);
+            assert_eq!(String::from_utf8_lossy(&out), want, "split at {i}");
+        }
+    }
+
+    #[test]
+    fn only_a_split_event_is_held_and_a_long_one_passes() {
+        let mut sse = SseResponse::default();
+        let mut editor = SseEditor::new(ADDED);
+        let first = chunk("a", "");
+        let second = "data: {\"id\":\"c\",\"choi";
+        let both = format!("{first}{second}");
+        sse.feed_edges(both.as_bytes(), &mut |_| {}, &mut editor);
+        let out = editor.finish_chunk(both.as_bytes(), false).unwrap();
+        assert_eq!(out, first.as_bytes());
+        assert_eq!(editor.held, second.as_bytes());
+        // An event longer than the cap is let through, unedited, and counted.
+        let long = format!("data: {{\"choices\":[],\"x\":\"{}\"", "y".repeat(HOLD_CAP));
+        let tail: &[u8] = b",\"usage\":{\"prompt_tokens\":1}}\n\n";
+        let (out, _, stats) = pass(ADDED, &[long.as_bytes(), tail]);
+        assert_eq!(out.len(), long.len() + tail.len());
+        assert_eq!(stats.left, 1);
+        assert!(stats.held_max <= HOLD_CAP);
+    }
+}
