@@ -16,7 +16,8 @@ d = Path(sys.argv[1])
 
 
 def status(name):
-    h = (d / f"{name}.headers").read_text(errors="replace").splitlines()
+    hf = d / f"{name}.headers"
+    h = hf.read_text(errors="replace").splitlines() if hf.exists() else []
     st = h[0].strip() if h else "?"
     ct = next((l.split(":", 1)[1].strip() for l in h if l.lower().startswith("content-type:")), "")
     te = next((l.split(":", 1)[1].strip() for l in h if l.lower().startswith("transfer-encoding:")), "")
@@ -39,6 +40,9 @@ def mask(raw: bytes) -> bytes:
     raw = re.sub(rb'"created":\d+', b'"created":0', raw)
     raw = re.sub(rb'"timings":\{[^}]*\}', b'"timings":{}', raw)
     raw = re.sub(rb'"system_fingerprint":"[^"]*"', b'"system_fingerprint":"X"', raw)
+    # the sampled text differs per request, and so may the prompt-cache hit
+    raw = re.sub(rb'"(content|text)":"(?:[^"\\]|\\.)*"', rb'"\1":"T"', raw)
+    raw = re.sub(rb'"cached_tokens":\d+', b'"cached_tokens":0', raw)
     return raw
 
 
@@ -77,14 +81,20 @@ for body in sorted(d.glob("*.body")):
         tm = ""
         if t:
             tm = f" timings.prompt_n={t.get('prompt_n')} predicted_n={t.get('predicted_n')}"
+            tm += f" cache_n={t.get('cache_n')}"
             if isinstance(u, dict):
-                tm += " match=" + str(u.get("prompt_tokens") == t.get("prompt_n") and u.get("completion_tokens") == t.get("predicted_n"))
+                # llama.cpp: prompt_n counts only the prompt tokens evaluated
+                # this time; cache_n those reused from the slot's KV cache.
+                tm += " prompt_tokens==prompt_n:" + str(u.get("prompt_tokens") == t.get("prompt_n"))
+                tm += " prompt_tokens==prompt_n+cache_n:" + str(u.get("prompt_tokens") == t.get("prompt_n", 0) + t.get("cache_n", 0))
+                tm += " completion_tokens==predicted_n:" + str(u.get("completion_tokens") == t.get("predicted_n"))
         upos = keys.index("usage") if "usage" in keys else None
         print(f"   [{i}] keys={keys} usage@{upos}/{len(keys)}={json.dumps(u) if u != '<absent>' else u}"
               f" choices={len(ch) if ch is not None else None} piece={piece!r} fin={fin}"
               f" compact={compact(payload, obj)} lines={len(lines)}{tm}")
 
-# a versus b minus its usage-only event
+# a versus b minus its usage-only event (ids, timestamps, timings, sampled
+# text and prompt-cache hits masked)
 for ep in ("chat", "completions"):
     a, b = d / f"{ep}-a-none.body", d / f"{ep}-b-include_usage.body"
     if not (a.exists() and b.exists()):
@@ -98,3 +108,20 @@ for ep in ("chat", "completions"):
                 print("   a:", x[:300])
                 print("   b:", y[:300])
                 break
+
+# HTTP/1.1 chunk framing of case b (capture.sh's *.raw): which events each
+# server write carried.
+NL2 = b"\n\n"
+for raw_file in sorted(d.glob("*.raw")):
+    raw = raw_file.read_bytes()
+    sizes = []
+    i = 0
+    while i < len(raw):
+        j = raw.index(b"\r\n", i)
+        size = int(raw[i:j], 16)
+        chunk = raw[j + 2:j + 2 + size]
+        i = j + 2 + size + 2
+        if size == 0:
+            break
+        sizes.append((size, chunk.count(b"data: "), chunk.endswith(NL2)))
+    print(f"{raw_file.name}: {len(sizes)} chunks; (bytes, events, ends with blank line) = {sizes}")

@@ -27,6 +27,17 @@ declare -A CASES=(
     [d-include_usage_false]=',"stream_options":{"include_usage":false}'
     [e-bogus]=',"stream_options":{"bogus":1}'
     [g-null]=',"stream_options":null'
+    # How strictly the two servers type-check stream_options:
+    [h-string]=',"stream_options":"x"'
+    [i-array]=',"stream_options":[]'
+    [j-include_usage_string]=',"stream_options":{"include_usage":"yes"}'
+    [k-include_usage_number]=',"stream_options":{"include_usage":1}'
+    # llama.cpp's own per-event statistics (xpyd-sim ignores the member):
+    [l-timings_per_token]=',"timings_per_token":true,"stream_options":{"include_usage":true}'
+    # Force the byte tokens 0xC3 and 0xA9 (ids 195 and 169 in the tiny
+    # model; xpyd-sim ignores logit_bias) to see how llama.cpp streams tokens
+    # that end inside a UTF-8 sequence.
+    [m-utf8_bytes]=',"logit_bias":[[195,30],[169,30]],"stream_options":{"include_usage":true}'
 )
 
 capture() {  # ENDPOINT PATH HEAD CASE STREAM EXTRA

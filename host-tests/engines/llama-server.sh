@@ -182,8 +182,7 @@ start_server() {
     echo $! >"$PID_FILE"
     echo "$url" >"$URL_FILE"
     # /health answers 503 while the model loads and 200 once it is ready.
-    local i
-    for i in $(seq 1 120); do
+    for _ in $(seq 1 120); do
         if curl -fsS "$url/health" >/dev/null 2>&1; then
             echo "$url"
             return

@@ -70,10 +70,7 @@ pub fn mark(host: &dyn Host, prefix: &str, cluster: &str, status: u32) {
         return;
     }
     let label = sanitize_label_value(cluster.as_bytes());
-    host.log_warn(&format!(
-        "llm-pulse: cluster {label:?} answered {status} to a request the filter had added \
-         stream_options to; not asking it for usage any more (tokens are counted instead)"
-    ));
+    host.log_warn(&format!("llm-pulse: cluster {label:?} answered {status} to a request the filter had added stream_options to; not asking it for usage any more (tokens are counted instead)"));
     let name = encode_stat_name(prefix, "usage_stats_refused", &[("cluster", &label)]);
     match host.define_metric(MetricKind::Gauge, &name) {
         Ok(id) => host.record_metric(id, 1),

@@ -49,6 +49,14 @@ pub struct Overrides {
     pub header_tokens: Option<u32>,
     pub config_tokens: u32,
     pub tokens_per_chunk: u32,
+    /// `x-sim-tokens-per-chunk: 1,4,2`: chunk j carries `pattern[j % len]` tokens (speculative
+    /// decoding's uneven chunks); empty: every chunk `tokens_per_chunk`.
+    pub tokens_pattern: Vec<u32>,
+    /// `x-sim-id`: the answer's id, whatever the body (so an edited body answers the same).
+    pub id: Option<String>,
+    /// `x-sim-refuse-stream-options: 1`: a strict OpenAI-compatible server that does not know
+    /// `stream_options` answers 400 naming it.
+    pub refuse_stream_options: bool,
     pub cached_tokens: Option<u32>,
     pub fail_status: Option<u16>,
     pub error_after: Option<u32>,
@@ -74,6 +82,7 @@ pub struct Plan {
     /// Output tokens. At least 1, except on `/generate` with `max_new_tokens: 0`.
     pub tokens: u32,
     pub tokens_per_chunk: u32,
+    pub tokens_pattern: Vec<u32>,
     pub ttft: Duration,
     pub itl: Duration,
     pub cached_tokens: Option<u32>,
@@ -87,8 +96,24 @@ impl Plan {
     /// TTFT, then k × ITL per chunk. An absolute schedule, so late wake-ups do not add up.
     /// `None` when the sum overflows: such a chunk never comes.
     pub fn chunk_offset(&self, chunk: u32) -> Option<Duration> {
-        let tokens_before = chunk.checked_mul(self.tokens_per_chunk)?;
+        let tokens_before = if self.tokens_pattern.is_empty() {
+            chunk.checked_mul(self.tokens_per_chunk)?
+        } else {
+            (0..chunk).try_fold(0u32, |sum, j| sum.checked_add(self.chunk_tokens(j)))?
+        };
         self.itl.checked_mul(tokens_before)?.checked_add(self.ttft)
+    }
+
+    /// Tokens chunk `chunk` (0-based) carries, before the last chunk's cut.
+    pub fn chunk_tokens(&self, chunk: u32) -> u32 {
+        match self.tokens_pattern.len() {
+            0 => self.tokens_per_chunk,
+            n => self
+                .tokens_pattern
+                .get(chunk as usize % n)
+                .copied()
+                .unwrap_or(1),
+        }
     }
 
     /// When a unary response is due: the moment its last token would have streamed.
@@ -110,8 +135,20 @@ pub fn overrides(headers: &HeaderMap, cfg: &SimConfig) -> Result<Overrides, Stri
     if header_tokens == Some(0) {
         return Err("x-sim-tokens must be at least 1".to_owned());
     }
-    let tokens_per_chunk =
-        header_u32(headers, "x-sim-tokens-per-chunk")?.unwrap_or(cfg.tokens_per_chunk);
+    let (tokens_per_chunk, tokens_pattern) = match header_str(headers, "x-sim-tokens-per-chunk")? {
+        Some(list) if list.contains(',') => {
+            let pattern = list
+                .split(',')
+                .map(|n| n.trim().parse::<u32>().ok().filter(|&n| n > 0))
+                .collect::<Option<Vec<u32>>>()
+                .ok_or("x-sim-tokens-per-chunk: a list of whole numbers of at least 1")?;
+            (1, pattern)
+        }
+        _ => (
+            header_u32(headers, "x-sim-tokens-per-chunk")?.unwrap_or(cfg.tokens_per_chunk),
+            Vec::new(),
+        ),
+    };
     if tokens_per_chunk == 0 {
         return Err("x-sim-tokens-per-chunk must be at least 1".to_owned());
     }
@@ -130,6 +167,10 @@ pub fn overrides(headers: &HeaderMap, cfg: &SimConfig) -> Result<Overrides, Stri
         header_tokens,
         config_tokens: cfg.tokens,
         tokens_per_chunk,
+        tokens_pattern,
+        id: header_str(headers, "x-sim-id")?.map(str::to_owned),
+        refuse_stream_options: header_u64(headers, "x-sim-refuse-stream-options")?.unwrap_or(0)
+            != 0,
         cached_tokens: header_u32(headers, "x-sim-cached-tokens")?.or(cfg.cached_tokens),
         fail_status,
         error_after: header_u32(headers, "x-sim-error-after")?.or(cfg.error_after),
@@ -164,6 +205,10 @@ pub fn plan(api: Api, body: &[u8], ov: &Overrides, default_model: &str) -> Resul
     };
     // vLLM's StreamOptions defaults include_usage to true once the object is present, and
     // only honours continuous_usage_stats together with include_usage.
+    if ov.refuse_stream_options && obj.contains_key("stream_options") {
+        // What a strict server with `extra="forbid"` request models answers.
+        return Err("[{'type': 'extra_forbidden', 'loc': ('body', 'stream_options'), 'msg': 'Extra inputs are not permitted'}]".to_owned());
+    }
     let (include_usage, continuous_usage) = match obj.get("stream_options") {
         None | Some(Value::Null) => (false, false),
         Some(Value::Object(so)) => {
@@ -189,6 +234,7 @@ pub fn plan(api: Api, body: &[u8], ov: &Overrides, default_model: &str) -> Resul
     };
 
     let id = match (api, ov.flavor) {
+        _ if ov.id.is_some() => ov.id.clone().unwrap_or_default(),
         (Api::Chat, _) => format!("chatcmpl-{:016x}", fnv1a64(body)),
         (_, Flavor::Vllm) => format!("cmpl-{:016x}", fnv1a64(body)),
         (_, Flavor::Trtllm) => format!("cmpl-{}", hex128(body)),
@@ -204,6 +250,7 @@ pub fn plan(api: Api, body: &[u8], ov: &Overrides, default_model: &str) -> Resul
         prompt_tokens,
         tokens,
         tokens_per_chunk: ov.tokens_per_chunk,
+        tokens_pattern: ov.tokens_pattern.clone(),
         ttft: ov.ttft,
         itl: ov.itl,
         cached_tokens: ov.cached_tokens,
@@ -261,6 +308,7 @@ fn generate_plan(
         prompt_tokens,
         tokens: ov.header_tokens.or(body_tokens).unwrap_or(ov.config_tokens),
         tokens_per_chunk: ov.tokens_per_chunk,
+        tokens_pattern: ov.tokens_pattern.clone(),
         ttft: ov.ttft,
         itl: ov.itl,
         cached_tokens: ov.cached_tokens,
@@ -341,6 +389,13 @@ fn opt_bool(v: Option<&Value>, field: &str) -> Result<Option<bool>, String> {
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(_) => Err(format!("stream_options.{field} must be a boolean")),
     }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| format!("{name} must be ASCII")))
+        .transpose()
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, String> {

@@ -109,7 +109,7 @@ async fn generate(
     let mut chunks = 0;
     while sent < emit {
         wait_until(tx, plan, arrived, chunks).await?;
-        let n = plan.tokens_per_chunk.min(emit - sent);
+        let n = plan.chunk_tokens(chunks).min(emit - sent);
         let text = token_text(sent..sent + n);
         sent += n;
         chunks += 1;

@@ -18,13 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every label of DESIGN §3, and `llm_build_info`'s.
-const LABELS: [&str; 9] = [
+/// Every label of DESIGN §3, `llm_usage_stats_refused`'s, and `llm_build_info`'s.
+const LABELS: [&str; 10] = [
     "model",
     "endpoint",
     "request_type",
     "status",
     "error_type",
+    "cluster",
     "target",
     "result",
     "version",

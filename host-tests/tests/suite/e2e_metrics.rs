@@ -112,7 +112,7 @@ fn streams_report_ttft_itl_and_tokens() {
             tokens_per_chunk: 1,
             itl_samples: 15,
             itl_ms: expected_itl_ms(16, 1, 20.0, true),
-            input_tokens: None,
+            input_tokens: Some(3), // the usage the filter asks for (usage_stats: final)
         },
         StreamCase {
             model: "chat-k1-usage",
@@ -148,7 +148,7 @@ fn streams_report_ttft_itl_and_tokens() {
             tokens_per_chunk: 1,
             itl_samples: 15,
             itl_ms: expected_itl_ms(16, 1, 20.0, true),
-            input_tokens: None,
+            input_tokens: Some(3), // likewise
         },
         StreamCase {
             model: "cmpl-k3-continuous",
