@@ -1183,6 +1183,66 @@ pub fn bad_configs() -> Vec<BadConfig> {
             field: "DYN_METRICS_PREFIX".into(),
             reason: "not a valid metric prefix",
         },
+        // Issue 20, item 3: `ALL` was an authority named `all`, so /health reached the
+        // worker's own, which passes while inference is broken.
+        top(
+            r#"{"health":{"serve":"ALL","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.serve",
+            "the keyword is lowercase, \"all\"",
+        ),
+        top(
+            r#"{"health":{"serve":"Off","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.serve",
+            "the keyword is lowercase, \"off\"",
+        ),
+        // A health path of the inference API would answer it locally (the end of the path
+        // decides, as for the endpoint label).
+        top(
+            r#"{"health":{"path":"/v1/chat/completions","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.path",
+            "is a path of the inference API",
+        ),
+        top(
+            r#"{"health":{"live_path":"/openai/v1/models","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.live_path",
+            "is a path of the inference API",
+        ),
+        top(
+            r#"{"health":{"path":"/generate/","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.path",
+            "is a path of the inference API",
+        ),
+        // Control characters would reach a header, a shared-data key or a log line.
+        top(
+            r#"{"health":{"path":"/h\u0000","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.path",
+            "\"/h\\0\" has a control character",
+        ),
+        top(
+            r#"{"models":["m\u001b[31m"]}"#,
+            "models[0]",
+            "is not a label value",
+        ),
+        // A refused value is quoted in at most 128 bytes, with its length: a 1 MB value was
+        // echoed whole into Envoy's log.
+        top(
+            &format!(
+                r#"{{"health":{{"serve":"{}","targets":[{{"name":"w","cluster":"c","backend":"vllm"}}]}}}}"#,
+                "x".repeat(1 << 20)
+            ),
+            "health.serve",
+            "x\"… (1048576 bytes) is not \"all\"",
+        ),
+        top(
+            &format!(r#"{{"max_models":"{}"}}"#, "9".repeat(1 << 20)),
+            "max_models",
+            "9\"… (1048576 bytes), expected u32",
+        ),
+        top(
+            &format!(r#"{{"{}":1}}"#, "k".repeat(1 << 20)),
+            &format!("\"{}\"… (1048576 bytes)", "k".repeat(128)),
+            "unknown field",
+        ),
     ];
     let t = r#""name":"w0","cluster":"c","backend":"vllm""#;
     let target_rows: &[(&str, &str, &'static str)] = &[
@@ -1195,6 +1255,11 @@ pub fn bad_configs() -> Vec<BadConfig> {
             r#""name":"w0","cluster":"","backend":"vllm""#,
             "cluster",
             "must not be empty",
+        ),
+        (
+            r#""name":"w0","cluster":"c\u0000","backend":"vllm""#,
+            "cluster",
+            "has a control character",
         ),
         (
             r#""name":"w0","cluster":"c","backend":"tgi""#,
@@ -1216,6 +1281,12 @@ pub fn bad_configs() -> Vec<BadConfig> {
     }
     let extras: &[(&str, &str, &'static str)] = &[
         (r#""authority":"a b""#, "authority", "not a valid authority"),
+        (
+            r#""authority":"a\u0000b""#,
+            "authority",
+            "has a control character",
+        ),
+        (r#""model":"m\n""#, "model", "has a control character"),
         (r#""host":"worker-1""#, "host", "ip:port"),
         (r#""model":"""#, "model", "must not be empty"),
         (r#""payload":[1]"#, "payload", "JSON object"),

@@ -1,6 +1,8 @@
 //! Label values of the metric contract (DESIGN §3) and how client-supplied values are made
 //! safe to put in an Envoy stat name.
 
+use crate::config::quote;
+
 /// The API a request was sent to, from its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -144,12 +146,14 @@ pub const UNKNOWN_MODEL: &str = "unknown";
 pub fn check_pinned_model(name: &str) -> Result<(), String> {
     if name == OTHER_MODEL || name == UNKNOWN_MODEL {
         return Err(format!(
-            "{name:?} is reserved for the overflow and no-model buckets"
+            "{} is reserved for the overflow and no-model buckets",
+            quote(name)
         ));
     }
     if sanitize_label_value(name.as_bytes()) != name {
         return Err(format!(
-            "{name:?} is not a label value: 1-{MAX_LABEL_LEN} bytes, no `;`, `=` or control characters"
+            "{} is not a label value: 1-{MAX_LABEL_LEN} bytes, no `;`, `=` or control characters",
+            quote(name)
         ));
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! Durations as the config writes them: a number and a unit (`250ms`, `10s`, `1.5s`, `1m`,
 //! `1h`), as in Envoy and Istio YAML.
 
+use super::quote;
+
 /// Longest duration accepted: 24h.
 const MAX_DURATION_MS: u64 = 86_400_000;
 
@@ -10,7 +12,7 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?} needs a unit (ms, s, m or h)"))?;
+        .ok_or_else(|| format!("{} needs a unit (ms, s, m or h)", quote(s)))?;
     let (number, unit) = s.split_at(split);
     let scale: u64 = match unit {
         "ms" => 1,
@@ -19,16 +21,18 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         "h" => 3_600_000,
         _ => {
             return Err(format!(
-                "{s:?} has an unknown unit {unit:?} (use ms, s, m or h)"
+                "{} has an unknown unit {} (use ms, s, m or h)",
+                quote(s),
+                quote(unit)
             ))
         }
     };
     // Digits, at most one `.`, and a digit somewhere (`5.` and `.5` are numbers).
     let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
     if fraction.contains('.') || (whole.is_empty() && fraction.is_empty()) {
-        return Err(format!("{s:?} is not a number with a unit"));
+        return Err(format!("{} is not a number with a unit", quote(s)));
     }
-    let out_of_range = || format!("{s:?} is out of range (at most 24h)");
+    let out_of_range = || format!("{} is out of range (at most 24h)", quote(s));
     let whole = whole.bytes().try_fold(0u64, |n, d| {
         n.checked_mul(10)?
             .checked_add(u64::from(d.saturating_sub(b'0')))

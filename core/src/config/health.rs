@@ -1,7 +1,8 @@
 //! The `health` section of the plugin config (DESIGN §4, §5), validated with field paths.
 
 use super::duration::parse_duration_ms;
-use super::ConfigError;
+use super::{quote, ConfigError};
+use crate::labels::Endpoint;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -176,17 +177,31 @@ impl HealthConfig {
         if path == live_path {
             return Err(ConfigError::new(
                 "health.live_path",
-                format!("must differ from health.path ({path})"),
+                format!("must differ from health.path ({})", quote(&path)),
             ));
         }
         let serve = match raw.serve.as_deref() {
             None | Some("all") => Serve::All,
             Some("off") => Serve::Off,
+            // `ALL` would be an authority named `all`: /health would then pass to the worker.
+            Some(k) if k.eq_ignore_ascii_case("all") || k.eq_ignore_ascii_case("off") => {
+                return Err(ConfigError::new(
+                    "health.serve",
+                    format!(
+                        "{}: the keyword is lowercase, {:?} (no authority is named all or off)",
+                        quote(k),
+                        k.to_ascii_lowercase()
+                    ),
+                ))
+            }
             Some(a) if valid_authority(a) => Serve::Authority(a.to_ascii_lowercase()),
             Some(a) => {
                 return Err(ConfigError::new(
                     "health.serve",
-                    format!("{a:?} is not \"all\", \"off\" or an authority (host or host:port)"),
+                    format!(
+                        "{} is not \"all\", \"off\" or an authority (host or host:port)",
+                        quote(a)
+                    ),
                 ))
             }
         };
@@ -216,7 +231,7 @@ impl HealthConfig {
             if targets.iter().any(|o| o.name == target.name) {
                 return Err(ConfigError::new(
                     &format!("health.targets[{i}].name"),
-                    format!("duplicate target name {:?}", target.name),
+                    format!("duplicate target name {}", quote(&target.name)),
                 ));
             }
             targets.push(target);
@@ -243,13 +258,39 @@ fn valid_authority(a: &str) -> bool {
 
 fn endpoint_path(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
     let p = value.unwrap_or_else(|| default.to_string());
+    if p.contains(char::is_control) {
+        return Err(ConfigError::new(
+            field,
+            format!("{} has a control character", quote(&p)),
+        ));
+    }
     if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
         return Err(ConfigError::new(
             field,
-            format!("{p:?} must be a path starting with / (no query)"),
+            format!("{} must be a path starting with / (no query)", quote(&p)),
+        ));
+    }
+    // Answered locally, an inference path would shadow the API the workers serve (a GET of
+    // /v1/models is what clients and our own discovery send). Recognised as the meter
+    // recognises endpoints: by the end of the path, so a route prefix is no way around it.
+    let trimmed = p.strip_suffix('/').unwrap_or(&p);
+    if Endpoint::from_path(p.as_bytes()).is_inference() || trimmed.ends_with("/v1/models") {
+        return Err(ConfigError::new(
+            field,
+            format!(
+                "{} is a path of the inference API; health answers need a path of their own",
+                quote(&p)
+            ),
         ));
     }
     Ok(p)
+}
+
+/// The reason a string that reaches a header, a shared-data key or a log line is refused.
+fn control_character(value: &str) -> Option<String> {
+    value
+        .contains(char::is_control)
+        .then(|| format!("{} has a control character", quote(value)))
 }
 
 fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> {
@@ -264,20 +305,29 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
     if !name_ok {
         return Err(err(
             "name",
-            format!("{name:?} must be 1-64 characters of [A-Za-z0-9_.:-]"),
+            format!("{} must be 1-64 characters of [A-Za-z0-9_.:-]", quote(name)),
         ));
     }
     if t.cluster.is_empty() {
         return Err(err("cluster", "must not be empty".into()));
     }
+    if let Some(reason) = control_character(&t.cluster) {
+        return Err(err("cluster", reason));
+    }
     if let Some(h) = &t.host {
         if h.parse::<SocketAddr>().is_err() {
-            return Err(err("host", format!("{h:?} is not an ip:port")));
+            return Err(err("host", format!("{} is not an ip:port", quote(h))));
         }
     }
     if let Some(a) = &t.authority {
         if a.is_empty() || a.contains(char::is_whitespace) {
-            return Err(err("authority", format!("{a:?} is not a valid authority")));
+            return Err(err(
+                "authority",
+                format!("{} is not a valid authority", quote(a)),
+            ));
+        }
+        if let Some(reason) = control_character(a) {
+            return Err(err("authority", reason));
         }
     }
     if t.model.as_deref() == Some("") {
@@ -285,6 +335,9 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
             "model",
             "must not be empty (leave it out to discover it)".into(),
         ));
+    }
+    if let Some(reason) = t.model.as_deref().and_then(control_character) {
+        return Err(err("model", reason));
     }
     let payload = match t.payload {
         None => None,
@@ -431,6 +484,109 @@ mod tests {
             let e = parse(&json).unwrap_err();
             assert_eq!(e.field, field, "{json}: {e}");
             assert!(e.reason.contains(reason), "{json}: {e}");
+        }
+    }
+}
+
+/// Issue 20, item 3: lenient values that would turn a safeguard off are refused.
+#[cfg(test)]
+mod strict {
+    use crate::config::{Config, ConfigError};
+
+    fn parse(json: &str) -> Result<Config, ConfigError> {
+        Config::parse(json.as_bytes(), None)
+    }
+
+    fn health(fields: &str) -> String {
+        format!(
+            r#"{{"health":{{{fields}"targets":[{{"name":"w","cluster":"c","backend":"vllm"}}]}}}}"#
+        )
+    }
+
+    /// `"ALL"` was taken as an authority named `all`: `/health` then reached the worker's own.
+    #[test]
+    fn serve_keywords_are_lowercase() {
+        for v in ["ALL", "All", "aLL", "OFF", "Off", "oFf"] {
+            let e = parse(&health(&format!(r#""serve":"{v}","#))).unwrap_err();
+            assert_eq!(e.field, "health.serve", "{v}: {e}");
+            assert!(e.reason.contains("keyword is lowercase"), "{v}: {e}");
+            let keyword = v.to_ascii_lowercase();
+            assert!(e.reason.contains(&format!("\"{keyword}\"")), "{v}: {e}");
+        }
+        for ok in ["all", "off", "All.example", "health.internal"] {
+            parse(&health(&format!(r#""serve":"{ok}","#))).unwrap();
+        }
+    }
+
+    /// A health path that is an inference path would answer the inference API locally.
+    #[test]
+    fn health_paths_are_not_inference_paths() {
+        for p in [
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/responses",
+            "/v1/embeddings",
+            "/generate",
+            "/v1/models",
+            "/v1/models/",
+            "/openai/v1/chat/completions",
+            "/openai/v1/models",
+        ] {
+            for field in ["path", "live_path"] {
+                let e = parse(&health(&format!(r#""{field}":"{p}","#))).unwrap_err();
+                assert_eq!(e.field, format!("health.{field}"), "{p}: {e}");
+                assert!(e.reason.contains("inference API"), "{p}: {e}");
+            }
+        }
+        for ok in ["/healthz", "/v1/health", "/models/health", "/ready"] {
+            parse(&health(&format!(r#""path":"{ok}","#))).unwrap();
+        }
+    }
+
+    /// NUL and control characters would reach a header, a shared-data key or a log line.
+    #[test]
+    fn control_characters_are_refused_in_every_string_field() {
+        let t = r#""name":"w","cluster":"c","backend":"vllm""#;
+        for bad in [r"\u0000", r"\n", r"\u001b[31m", r"\u007f", r"\u0085"] {
+            let rows = [
+                (
+                    format!(
+                        r#"{{"health":{{"targets":[{{"name":"w","cluster":"c{bad}","backend":"vllm"}}]}}}}"#
+                    ),
+                    "health.targets[0].cluster",
+                ),
+                (
+                    format!(r#"{{"health":{{"targets":[{{{t},"authority":"a{bad}"}}]}}}}"#),
+                    "health.targets[0].authority",
+                ),
+                (
+                    format!(r#"{{"health":{{"targets":[{{{t},"model":"m{bad}"}}]}}}}"#),
+                    "health.targets[0].model",
+                ),
+                (health(&format!(r#""path":"/h{bad}","#)), "health.path"),
+                (
+                    health(&format!(r#""live_path":"/l{bad}","#)),
+                    "health.live_path",
+                ),
+                (
+                    format!(
+                        r#"{{"health":{{"targets":[{{"name":"w{bad}","cluster":"c","backend":"vllm"}}]}}}}"#
+                    ),
+                    "health.targets[0].name",
+                ),
+                (
+                    format!(r#"{{"health":{{"targets":[{{{t},"host":"10.0.0.1:80{bad}"}}]}}}}"#),
+                    "health.targets[0].host",
+                ),
+                (health(&format!(r#""serve":"h{bad}","#)), "health.serve"),
+                (format!(r#"{{"models":["m{bad}"]}}"#), "models[0]"),
+            ];
+            for (json, field) in rows {
+                let e = parse(&json).unwrap_err();
+                assert_eq!(e.field, field, "{json}: {e}");
+                let shown = e.to_string();
+                assert!(!shown.contains(char::is_control), "{json}: {shown:?}");
+            }
         }
     }
 }

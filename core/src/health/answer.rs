@@ -1,7 +1,8 @@
 //! Judging a worker's answer to a probe or to `GET /v1/models` (DESIGN §4, §6): the body is fed
 //! in chunks to the streaming JSON scanner ([`crate::protocol::json`]) and never kept or parsed
 //! into a tree, so judging it costs O(1) memory whatever the worker sends. The caller refuses
-//! bodies over `health.max_answer_bytes` before reading a byte of them ([`too_large`]).
+//! probe answers over `health.max_answer_bytes` before reading a byte of them ([`too_large`]),
+//! and reads a model list only until its first id, at most `health.max_answer_bytes` of it.
 //!
 //! Every string that comes out of here is bounded: a model id to [`MAX_MODEL_ID_BYTES`], the
 //! worker's own words (only kept when `health.details` is on) to [`WORKER_TEXT_BYTES`]; the
@@ -195,9 +196,13 @@ impl AnswerScan {
         }
     }
 
-    /// Whether more bytes can change the verdict (false once the input is not JSON).
+    /// Whether more bytes can change the verdict: false once the input is not JSON, and for a
+    /// model list once its first id is read (a list of 1,800 LoRA adapters is ~150 KB).
     pub fn wants_more(&self) -> bool {
-        !self.scanner.failed()
+        let f = &self.judge.facts;
+        let first_id_read = f.model_id.is_some() || f.model_id_too_long;
+        let done = self.judge.kind == Kind::Models && first_id_read;
+        !self.scanner.failed() && !done
     }
 
     fn complete(&mut self) -> bool {
@@ -236,10 +241,21 @@ impl AnswerScan {
         }
     }
 
-    /// The first model id of a `/v1/models` answer, bounded and checked.
-    pub fn model(mut self) -> Result<String, String> {
-        if !self.complete() {
-            return Err("answer is not JSON".to_string());
+    /// The first model id of a `/v1/models` answer of `size` bytes, of which the first `read`
+    /// were fed, bounded and checked. The id is all discovery needs: what follows it is not
+    /// read, so not judged.
+    pub fn model(mut self, read: usize, size: usize) -> Result<String, String> {
+        let f = &self.judge.facts;
+        let first_id_read = f.model_id.is_some() || f.model_id_too_long;
+        if !first_id_read {
+            if read < size && !self.scanner.failed() {
+                return Err(format!(
+                    "no model id in the first {read} bytes (health.max_answer_bytes) of an answer of {size} bytes; set `model` in the config"
+                ));
+            }
+            if !self.complete() {
+                return Err("answer is not JSON".to_string());
+            }
         }
         let f = &self.judge.facts;
         if f.model_id_too_long {
@@ -309,7 +325,7 @@ mod tests {
         for byte in body.chunks(7) {
             s.feed(byte);
         }
-        s.model()
+        s.model(body.len(), body.len())
     }
 
     #[test]

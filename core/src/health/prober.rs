@@ -56,7 +56,8 @@ pub struct Prober {
     /// Per target: when this VM last wrote a real-traffic success (throttles the writes).
     real_success_written_ms: Vec<u64>,
     warned: bool,
-    /// Answers longer than this are a failure, never read.
+    /// Probe answers longer than this are a failure, never read; of a model list, no more
+    /// than this is read.
     max_answer_bytes: usize,
     /// Errors may quote the worker's own words (bounded): `health.details`.
     keep_worker_text: bool,
@@ -336,13 +337,16 @@ impl Prober {
                     .then(|| host.call_response_body(0, answer::WORKER_TEXT_BYTES.min(body_size)));
                 Err(answer::bad_status(s, start.as_deref()))
             }
-            Some(_) if body_size > self.max_answer_bytes => {
+            Some(_) if call.kind == CallKind::Probe && body_size > self.max_answer_bytes => {
                 Err(answer::too_large(body_size, self.max_answer_bytes))
             }
             Some(_) => match call.kind {
                 CallKind::Discovery => {
-                    let scan = read_answer(host, body_size, AnswerScan::models());
-                    scan.model().map(Some)
+                    // Only the first id is needed, and a worker serving many LoRA adapters
+                    // lists them all (1,800 make ~150 KB): read until the id, within the cap.
+                    let read = body_size.min(self.max_answer_bytes);
+                    let scan = read_answer(host, read, AnswerScan::models());
+                    scan.model(read, body_size).map(Some)
                 }
                 CallKind::Probe => {
                     let scan = read_answer(

@@ -422,7 +422,9 @@ fn oversized_answers_fail_unread_and_vm_memory_stays_flat() -> Result<()> {
     );
     let (code, _) = get(&mut host, "/live")?;
     assert_eq!(code, 200);
-    // The same for a model list: discovery fails, nothing is read, no probe goes out.
+    // A model list whose first id is not within the cap: discovery fails, at most the cap is
+    // read (only the first id is needed, so a long list is read up to it: issue 20, item 4),
+    // no probe goes out.
     let mut host = start(
         1,
         r#"{"name":"d","cluster":"workers","backend":"vllm","interval":"1s","timeout":"300ms","mode":"always"}"#,
@@ -433,10 +435,60 @@ fn oversized_answers_fail_unread_and_vm_memory_stays_flat() -> Result<()> {
         assert_eq!(c.header(":path"), Some("/v1/models"));
         host.respond_callout(c.id, 200, &[], models.as_bytes())?;
     }
-    assert_eq!(host.call_response_bytes_read(0)?, 0);
+    assert_eq!(host.call_response_bytes_read(0)?, 3 * 65_536);
     assert_eq!(checks(&host, "d", "failure"), 3);
     assert_eq!(host.callouts().len(), 3, "no probe without a model");
-    assert!(last_error(&host, "d").starts_with("model discovery (GET /v1/models): answer of 100"));
+    assert_eq!(
+        last_error(&host, "d"),
+        format!(
+            "model discovery (GET /v1/models): no model id in the first 65536 bytes (health.max_answer_bytes) of an answer of {} bytes; set `model` in the config",
+            models.len()
+        )
+    );
+    Ok(())
+}
+
+/// Issue 20, item 4: a worker serving 1,800 LoRA adapters answers `GET /v1/models` with
+/// ~150 KB, over the default `max_answer_bytes`; the target used never to become ready.
+/// Discovery needs only the first id: it reads one 16 KiB piece and probes with it.
+#[test]
+fn a_long_model_list_is_read_only_to_its_first_id() -> Result<()> {
+    let mut host = start(
+        2,
+        r#"{"name":"w0","cluster":"workers","backend":"vllm","interval":"1s","timeout":"300ms","mode":"always"}"#,
+    )?;
+    let mut data = vec![r#"{"id":"meta-llama/Llama-3.1-8B-Instruct","object":"model","created":1795000000,"owned_by":"vllm"}"#.to_string()];
+    for i in 0..1_800 {
+        data.push(format!(
+            r#"{{"id":"lora-{i:04}","object":"model","created":1795000000,"owned_by":"vllm","parent":"m"}}"#
+        ));
+    }
+    let list = format!(r#"{{"object":"list","data":[{}]}}"#, data.join(","));
+    assert!(list.len() > 140_000, "{} bytes", list.len());
+    let c = next_callout(&mut host)?;
+    assert_eq!(c.header(":path"), Some("/v1/models"));
+    let read_before: u64 = (0..2)
+        .map(|vm| host.call_response_bytes_read(vm))
+        .sum::<Result<u64>>()?;
+    host.respond_callout(c.id, 200, &[], list.as_bytes())?;
+    let read: u64 = (0..2)
+        .map(|vm| host.call_response_bytes_read(vm))
+        .sum::<Result<u64>>()?;
+    assert!(
+        read - read_before <= 16 * 1024,
+        "{} bytes read of {}",
+        read - read_before,
+        list.len()
+    );
+    let c = next_callout(&mut host)?;
+    assert_eq!(c.header(":path"), Some("/v1/completions"));
+    let body: Value = serde_json::from_slice(&c.body)?;
+    assert_eq!(body["model"], "meta-llama/Llama-3.1-8B-Instruct");
+    host.respond_callout(c.id, 200, &[], COMPLETION)?;
+    assert_eq!(checks(&host, "w0", "success"), 1);
+    assert_eq!(status_gauge(&host, "w0"), Some(1));
+    let (code, _) = get(&mut host, "/health")?;
+    assert_eq!(code, 200, "ready");
     Ok(())
 }
 

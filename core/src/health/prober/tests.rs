@@ -406,3 +406,97 @@ fn a_huge_model_id_is_not_kept() {
     assert!(record < 600, "{record} bytes in shared data");
     assert_eq!(rig.calls(), 1, "no probe with a cut model id");
 }
+
+/// `GET /v1/models` of a worker serving 1,800 LoRA adapters: about 150 KB.
+fn lora_model_list(adapters: usize) -> String {
+    let mut data = vec![
+        r#"{"id":"meta-llama/Llama-3.1-8B-Instruct","object":"model","created":1795000000,"owned_by":"vllm"}"#.to_string(),
+    ];
+    for i in 0..adapters {
+        data.push(format!(
+            r#"{{"id":"lora-{i:04}","object":"model","created":1795000000,"owned_by":"vllm","parent":"m"}}"#
+        ));
+    }
+    format!(r#"{{"object":"list","data":[{}]}}"#, data.join(","))
+}
+
+fn discovering_rig() -> Rig {
+    let mut rig = Rig::new(1, "");
+    let t = TargetConfig {
+        model: None,
+        ..targets(r#","mode":"always""#).remove(0)
+    };
+    rig.vms[0] = Prober::new("llm", vec![t], 7);
+    rig.vms[0].start(&rig.host);
+    rig
+}
+
+/// Issue 20, item 4: a model list longer than `max_answer_bytes` (1,800 LoRA adapters,
+/// ~150 KB) no longer fails discovery: only the first id is needed, and reading stops there.
+#[test]
+fn discovery_reads_a_long_model_list_only_to_its_first_id() {
+    let mut rig = discovering_rig();
+    let list = lora_model_list(1_800);
+    assert!(
+        (140_000..170_000).contains(&list.len()),
+        "{} bytes",
+        list.len()
+    );
+    rig.run_until_call();
+    assert_eq!(rig.last_call().header(":path"), Some("/v1/models"));
+    rig.answer(Some(200), list.as_bytes());
+    assert_eq!(rig.state().last_error, None);
+    assert_eq!(
+        rig.state().model.as_deref(),
+        Some("meta-llama/Llama-3.1-8B-Instruct")
+    );
+    let read = rig.host.call_body_read.get();
+    assert!(read <= READ_CHUNK, "{read} bytes read of {}", list.len());
+    let c = rig.last_call();
+    assert_eq!(c.header(":path"), Some("/v1/completions"));
+    assert!(c
+        .body
+        .unwrap()
+        .contains(r#""model":"meta-llama/Llama-3.1-8B-Instruct""#));
+    rig.answer(Some(200), COMPLETION);
+    assert_eq!(rig.checks("success"), 1);
+}
+
+/// The cap still bounds what is read: a list whose first id is not within
+/// `max_answer_bytes` fails with an error that says so, after reading at most the cap; a probe
+/// answer over the cap still fails unread.
+#[test]
+fn discovery_reads_at_most_the_cap() {
+    let mut rig = discovering_rig();
+    rig.run_until_call();
+    let padding = "p".repeat(200_000);
+    let late_id = format!(r#"{{"object":"list","data":[{{"root":"{padding}","id":"m"}}]}}"#);
+    rig.answer(Some(200), late_id.as_bytes());
+    let s = rig.state();
+    assert_eq!(s.model, None);
+    assert_eq!(
+        s.last_error.as_deref(),
+        Some(
+            format!(
+                "model discovery (GET /v1/models): no model id in the first {DEFAULT_MAX_ANSWER_BYTES} bytes (health.max_answer_bytes) of an answer of {} bytes; set `model` in the config",
+                late_id.len()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(rig.host.call_body_read.get(), DEFAULT_MAX_ANSWER_BYTES);
+    assert_eq!(rig.calls(), 1, "no probe without a model");
+    // A list with its first id early, then not JSON: the id is all discovery needs.
+    rig.run_until_call();
+    rig.answer(Some(200), br#"{"data":[{"id":"m"},{"id":"#);
+    assert_eq!(rig.state().model.as_deref(), Some("m"));
+    // The probe answer itself is still refused unread over the cap.
+    let read = rig.host.call_body_read.get();
+    let huge = [COMPLETION, " ".repeat(DEFAULT_MAX_ANSWER_BYTES).as_bytes()].concat();
+    rig.answer(Some(200), &huge);
+    assert_eq!(rig.host.call_body_read.get(), read);
+    assert_eq!(
+        rig.state().last_error.as_deref(),
+        Some(answer::too_large(huge.len(), DEFAULT_MAX_ANSWER_BYTES).as_str())
+    );
+}
