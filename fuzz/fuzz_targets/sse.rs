@@ -43,7 +43,7 @@ impl SseSink for Frames {
     fn event_name(&mut self, bytes: &[u8]) {
         self.name.extend_from_slice(bytes);
     }
-    fn dispatch(&mut self) {
+    fn dispatch(&mut self, _end: usize, _cr: bool) {
         let d = std::mem::take(&mut self.data);
         let n = std::mem::take(&mut self.name);
         self.done.push((n, d));

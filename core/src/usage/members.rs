@@ -76,7 +76,7 @@ pub fn skip_ws(text: &[u8], mut i: usize) -> usize {
 }
 
 /// The index after the closing quote of the string that starts at `text[start]`.
-fn string_end(text: &[u8], start: usize) -> Option<usize> {
+pub fn string_end(text: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
         match text.get(i)? {

@@ -17,7 +17,7 @@
 //! `stream` in an earlier chunk, a second `stream_options`, a body that is not one JSON object)
 //! is left unchanged, and the figures are counted from the deltas.
 
-use super::members::{object_members, skip_ws};
+use super::members::{object_members, skip_ws, string_end};
 use super::{Asked, UsageMode};
 use crate::protocol::request::{ChunkMarks, RequestFacts};
 use std::ops::Range;
@@ -118,7 +118,10 @@ impl RequestUsage {
 
     /// The client's own `stream_options`, whose key's quote is at `chunk[at]`.
     fn merge(&self, chunk: &[u8], at: usize) -> Option<(Asked, Vec<Splice>)> {
-        let key = key_end(chunk, at)?;
+        if chunk.get(at) != Some(&b'"') {
+            return None;
+        }
+        let key = string_end(chunk, at)?;
         let colon = skip_ws(chunk, key);
         if chunk.get(colon) != Some(&b':') {
             return None;
@@ -191,21 +194,6 @@ impl RequestUsage {
             client_continuous,
         };
         Some((asked, splices))
-    }
-}
-
-/// The index after the key string whose opening quote is at `chunk[at]`.
-fn key_end(chunk: &[u8], at: usize) -> Option<usize> {
-    if chunk.get(at) != Some(&b'"') {
-        return None;
-    }
-    let mut i = at + 1;
-    loop {
-        match chunk.get(i)? {
-            b'"' => return Some(i + 1),
-            b'\\' => i += 2,
-            _ => i += 1,
-        }
     }
 }
 
