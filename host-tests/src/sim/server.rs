@@ -1,4 +1,4 @@
-//! The HTTP/1.1 server: accept loops (main and admin), routing, fault modes, and the
+//! The HTTP server (HTTP/1.1 and h2c): accept loops (main and admin), routing, fault modes, and the
 //! non-streaming answers.
 //!
 //! The main listener lives in [`Shared`] rather than in the accept loop so that a switch to
@@ -21,10 +21,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -289,7 +289,9 @@ async fn serve_connection(tcp: TcpStream, shared: Arc<Shared>, port: Port, epoch
         let deferred = Arc::clone(&deferred);
         service_fn(move |req| handle(req, Arc::clone(&shared), port, Arc::clone(&deferred)))
     };
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+    // HTTP/1.1, or h2c with prior knowledge (an Envoy cluster with http2_protocol_options).
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(TokioIo::new(tcp), service);
     // Errors here are clients leaving and simulated resets: both expected.
     match port {
         Port::Admin => {
