@@ -66,6 +66,8 @@ pub struct EventEnd {
     pub tokens: u32,
     /// It has a top-level `usage` member.
     pub usage_member: bool,
+    /// That member carries token figures (not `null`).
+    pub usage_figures: bool,
     /// It is the usage-only event `include_usage` adds (no choice, usage figures).
     pub usage_only: bool,
 }
@@ -447,6 +449,9 @@ impl EventParser {
                 }
                 if self.scanner.finish(&mut self.facts) {
                     end.usage_member = self.facts.has_usage;
+                    end.usage_figures = self.facts.has_usage
+                        && (self.facts.output_tokens.is_some()
+                            || self.facts.input_tokens.is_some());
                     end.usage_only = self.facts.usage_only();
                     self.summary.on_event(&self.facts)
                 } else {

@@ -41,6 +41,11 @@ pub struct SseEditor {
     /// A cut event ended in `\r` at the end of the previous read: a `\n` starting this read
     /// belongs to it.
     lf_pending: bool,
+    /// Whether the stream's first event (other than a usage-only one) carried usage figures:
+    /// the worker honours `continuous_usage_stats`. Figures on later events are cut only
+    /// then, so a worker that always puts usage on its last event (llama.cpp's completions)
+    /// keeps it there.
+    running_figures: Option<bool>,
     pub stats: EditStats,
 }
 
@@ -66,7 +71,9 @@ impl SseEditor {
 
     /// Whether this stream is edited at all.
     pub fn active(&self) -> bool {
-        self.asked.drops_usage_event() || self.asked.strips_usage_member()
+        self.asked.drops_usage_event()
+            || self.asked.strips_null_usage()
+            || self.asked.strips_usage_figures()
     }
 
     /// Ends a read whose events went through [`EventEdges`]: the bytes to send instead of
@@ -162,8 +169,16 @@ impl EventEdges for SseEditor {
             if self.asked.drops_usage_event() {
                 self.cuts.push(Cut::Event { bytes, cr });
             }
-        } else if event.usage_member && self.asked.strips_usage_member() {
-            self.cuts.push(Cut::UsageMember(bytes));
+        } else {
+            let running = *self.running_figures.get_or_insert(event.usage_figures);
+            let cut = if event.usage_figures {
+                running && self.asked.strips_usage_figures()
+            } else {
+                event.usage_member && self.asked.strips_null_usage()
+            };
+            if cut {
+                self.cuts.push(Cut::UsageMember(bytes));
+            }
         }
     }
 }
@@ -218,6 +233,12 @@ mod tests {
         edited: true,
         client_usage: false,
         client_continuous: false,
+        continuous_added: false,
+    };
+
+    const CONTINUOUS: Asked = Asked {
+        continuous_added: true,
+        ..ADDED
     };
 
     fn chunk(content: &str, usage: &str) -> String {
@@ -257,6 +278,7 @@ mod tests {
             edited: false,
             client_usage: true,
             client_continuous: false,
+            continuous_added: false,
         };
         assert_eq!(pass(asked, &[w]).0, w);
     }
@@ -274,7 +296,7 @@ mod tests {
                 ",\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}"
             ),
         );
-        let (out, tokens, _) = pass(ADDED, &[worker.as_bytes()]);
+        let (out, tokens, _) = pass(CONTINUOUS, &[worker.as_bytes()]);
         assert_eq!(
             String::from_utf8_lossy(&out),
             format!("{}{}data: [DONE]\n\n", chunk("a", ""), chunk("bc", ""))
@@ -284,6 +306,7 @@ mod tests {
             edited: true,
             client_usage: true,
             client_continuous: false,
+            continuous_added: true,
         };
         let (out, _, _) = pass(asked_final, &[worker.as_bytes()]);
         assert_eq!(
@@ -292,6 +315,46 @@ mod tests {
                 "{}{}{USAGE_EVENT}data: [DONE]\n\n",
                 chunk("a", ""),
                 chunk("bc", "")
+            )
+        );
+    }
+
+    #[test]
+    fn usage_a_worker_sends_unasked_stays() {
+        // llama.cpp's completions: usage on the last event whatever was asked, no running
+        // counts. Neither mode takes it away; the usage-only event still goes.
+        let last = chunk(
+            "b",
+            ",\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}",
+        );
+        let worker = format!("{}{last}{USAGE_EVENT}data: [DONE]\n\n", chunk("a", ""));
+        let want = format!("{}{last}data: [DONE]\n\n", chunk("a", ""));
+        for asked in [ADDED, CONTINUOUS] {
+            let (out, _, stats) = pass(asked, &[worker.as_bytes()]);
+            assert_eq!(String::from_utf8_lossy(&out), want, "{asked:?}");
+            assert_eq!((stats.events_cut, stats.members_cut), (1, 0));
+        }
+        // A client that asked for the final usage keeps the nulls `include_usage` brings,
+        // while the running counts the filter added go.
+        let worker = format!(
+            "{}{}{USAGE_EVENT}data: [DONE]\n\n",
+            chunk(
+                "a",
+                ",\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1}"
+            ),
+            chunk("b", ",\"usage\":null"),
+        );
+        let asked = Asked {
+            client_usage: true,
+            ..CONTINUOUS
+        };
+        let (out, _, _) = pass(asked, &[worker.as_bytes()]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!(
+                "{}{}{USAGE_EVENT}data: [DONE]\n\n",
+                chunk("a", ""),
+                chunk("b", ",\"usage\":null")
             )
         );
     }

@@ -51,6 +51,8 @@ pub struct Asked {
     pub client_usage: bool,
     /// The client itself asked for usage on every event.
     pub client_continuous: bool,
+    /// The filter asked for usage on every event (`continuous` mode, the client did not).
+    pub continuous_added: bool,
 }
 
 impl Asked {
@@ -59,8 +61,17 @@ impl Asked {
         self.edited && !self.client_usage
     }
 
-    /// Whether a `usage` member of any other event is taken out.
-    pub fn strips_usage_member(&self) -> bool {
-        self.edited && !(self.client_usage && self.client_continuous)
+    /// Whether a `"usage": null` member of another event is taken out: vLLM adds one to every
+    /// event once `include_usage` is on.
+    pub fn strips_null_usage(&self) -> bool {
+        self.drops_usage_event()
+    }
+
+    /// Whether a `usage` member with figures on an event with choices is taken out: the
+    /// running counts `continuous_usage_stats` adds. (A worker that sends figures there
+    /// unasked, as llama.cpp does on a completion's last event, keeps them: see
+    /// [`events`].)
+    pub fn strips_usage_figures(&self) -> bool {
+        self.edited && self.continuous_added
     }
 }

@@ -85,6 +85,7 @@ impl RequestUsage {
                 with.extend_from_slice(&self.options_object());
                 let asked = Asked {
                     edited: true,
+                    continuous_added: self.mode == UsageMode::Continuous,
                     ..Asked::default()
                 };
                 (
@@ -134,6 +135,7 @@ impl RequestUsage {
             }
             let asked = Asked {
                 edited: true,
+                continuous_added: self.mode == UsageMode::Continuous,
                 ..Asked::default()
             };
             let with = self.options_object();
@@ -164,6 +166,10 @@ impl RequestUsage {
         };
         let client_usage = is_true(Some(include));
         let client_continuous = client_usage && is_true(continuous);
+        // Running figures the client did not ask for: ours, or the client's own
+        // `continuous_usage_stats` made effective by the `include_usage` we set.
+        let continuous_added =
+            !client_continuous && (self.mode == UsageMode::Continuous || is_true(continuous));
         let mut splices = Vec::new();
         if !client_usage {
             splices.push(Splice {
@@ -192,6 +198,7 @@ impl RequestUsage {
             edited: !splices.is_empty(),
             client_usage,
             client_continuous,
+            continuous_added,
         };
         Some((asked, splices))
     }
@@ -243,6 +250,7 @@ mod tests {
         edited: true,
         client_usage: false,
         client_continuous: false,
+        continuous_added: false,
     };
 
     #[test]
@@ -316,6 +324,15 @@ mod tests {
             ),
             (
                 UsageMode::Final,
+                r#"{"stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":false}}"#,
+                r#"{"stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":true}}"#,
+                Asked {
+                    continuous_added: true,
+                    ..ADDED
+                },
+            ),
+            (
+                UsageMode::Final,
                 r#"{"stream": true, "stream_options": null}"#,
                 r#"{"stream": true, "stream_options": {"include_usage":true}}"#,
                 ADDED,
@@ -328,13 +345,17 @@ mod tests {
                     edited: true,
                     client_usage: true,
                     client_continuous: false,
+                    continuous_added: true,
                 },
             ),
             (
                 UsageMode::Continuous,
                 r#"{"stream":true,"stream_options":{"continuous_usage_stats":false, "include_usage" : null}}"#,
                 r#"{"stream":true,"stream_options":{"continuous_usage_stats":true, "include_usage" : true}}"#,
-                ADDED,
+                Asked {
+                    continuous_added: true,
+                    ..ADDED
+                },
             ),
             (
                 UsageMode::Continuous,
@@ -344,6 +365,7 @@ mod tests {
                     edited: false,
                     client_usage: true,
                     client_continuous: true,
+                    continuous_added: false,
                 },
             ),
         ];
