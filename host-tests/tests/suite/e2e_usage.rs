@@ -333,3 +333,74 @@ fn a_worker_that_refuses_the_field_costs_one_request() {
         .count();
     assert_eq!(lines, 1, "said once in Envoy's log:\n{}", envoy.log());
 }
+
+/// The same edits over an HTTP/2 upstream (Envoy speaks h2c to gpu-sim): the edited request is
+/// framed by DATA frames with no `content-length`, the answer's usage event is cut as over
+/// HTTP/1.1, and the client's bytes are the direct ones, a 4 MiB prompt included.
+#[test]
+fn an_http2_upstream_gets_a_well_framed_edit() {
+    let sim = sim::spawn(SimConfig::default()).expect("gpu-sim starts");
+    let mut opts = EnvoyOptions::new(sim.addr);
+    opts.plugin_config = r#"{"usage_stats":"continuous"}"#.to_string();
+    opts.yaml_patches = vec![(
+        "    - name: workers\n      type: STATIC\n".to_string(),
+        "    - name: workers\n      type: STATIC\n      typed_extension_protocol_options:\n        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n          \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n          explicit_http_config:\n            http2_protocol_options: {}\n".to_string(),
+    )];
+    let envoy = Envoy::start(&opts).expect("Envoy starts");
+    let prompt = "tok ".repeat(1 << 20);
+    let cases = [
+        (
+            "h2-chat",
+            "/v1/chat/completions",
+            r#"{"messages":[{"role":"user","content":"over h2"}],"model":"u-h2","stream":true}"#
+                .to_string(),
+        ),
+        (
+            "h2-cmpl",
+            "/v1/completions",
+            r#"{"model":"u-h2","prompt":"one two three","stream":true,"stream_options":{"include_usage":false}}"#
+                .to_string(),
+        ),
+        (
+            "h2-big",
+            "/v1/chat/completions",
+            format!(
+                r#"{{"messages":[{{"role":"user","content":"{prompt}"}}],"model":"u-h2","stream":true}}"#
+            ),
+        ),
+    ];
+    let headers = [
+        ("x-sim-tokens-per-chunk", "1,4,2,3"),
+        ("x-sim-tokens", "20"),
+    ];
+    for (id, path, body) in &cases {
+        let e = both_ways(&sim, &envoy, path, id, &headers, body);
+        let truth = body.replace(r#","stream_options":{"include_usage":false}"#, "");
+        let (prompt_tokens, completion) = worker_usage(sim.addr, path, &headers, &truth);
+        eprintln!("{id}: {e}");
+        assert_eq!(
+            field_u64(&e, "input_tokens"),
+            Some(prompt_tokens),
+            "{id}: {e}"
+        );
+        assert_eq!(
+            field_u64(&e, "output_tokens"),
+            Some(completion),
+            "{id}: {e}"
+        );
+        assert_eq!(
+            field(&e, "token_source").as_deref(),
+            Some("usage"),
+            "{id}: {e}"
+        );
+    }
+    // Envoy did speak HTTP/2 to the worker.
+    let stats = envoy
+        .admin_get("/stats?filter=cluster.workers.upstream_cx_http")
+        .unwrap();
+    let h2 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cluster.workers.upstream_cx_http2_total: "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(matches!(h2, Some(n) if n >= 1), "{stats}");
+}
