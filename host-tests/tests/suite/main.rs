@@ -17,6 +17,7 @@ mod e2e_passthrough;
 mod e2e_prometheus;
 mod e2e_traffic;
 mod e2e_usage;
+mod engine_usage;
 mod sim_api;
 mod sim_faults;
 mod sim_health;
