@@ -4,6 +4,7 @@
 
 use super::json::{JsonScanner, KeyMark, KeyTag, Scalar, Slot, Visitor, IGNORE};
 use super::sse::{SseFramer, SseSink};
+use crate::labels::MAX_LABEL_LEN;
 
 const ROOT: Slot = 1;
 const CHOICES: Slot = 2;
@@ -23,6 +24,8 @@ const META: Slot = 15;
 const TYPE: Slot = 16;
 const RESP_DELTA: Slot = 17;
 const RESPONSE: Slot = 18;
+/// The answer's top-level `model` (only while [`ModelCapture`] looks for it).
+const ANSWER_MODEL: Slot = 19;
 
 /// Facts of one SSE event (or of a whole unary body).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -298,6 +301,61 @@ impl Summary {
     }
 }
 
+/// [`EventFacts`] plus the top-level `model` of the answer: which model served the request
+/// (a worker that accepts any name says here which one it ran). Used for a stream's first JSON
+/// event and for a unary body only, so the per-event scan keeps its one visitor.
+struct ModelCapture<'a> {
+    facts: &'a mut EventFacts,
+    model: &'a mut Option<Vec<u8>>,
+}
+
+impl Visitor for ModelCapture<'_> {
+    fn child(&mut self, parent: Slot, k: &[u8]) -> Slot {
+        if parent == ROOT && k == b"model" {
+            ANSWER_MODEL
+        } else {
+            self.facts.child(parent, k)
+        }
+    }
+
+    fn element(&mut self, parent: Slot) -> Slot {
+        self.facts.element(parent)
+    }
+
+    fn capture_len(&self, slot: Slot) -> usize {
+        if slot == ANSWER_MODEL {
+            MAX_LABEL_LEN
+        } else {
+            self.facts.capture_len(slot)
+        }
+    }
+
+    fn scalar(&mut self, slot: Slot, value: Scalar<'_>) {
+        match (slot, value) {
+            (
+                ANSWER_MODEL,
+                Scalar::Str {
+                    text, empty: false, ..
+                },
+            ) => {
+                *self.model = Some(text.to_vec());
+            }
+            (ANSWER_MODEL, _) => {}
+            _ => self.facts.scalar(slot, value),
+        }
+    }
+}
+
+/// Where a response's `model` stands: looked for in the first JSON event, then told once.
+#[derive(Debug, Default)]
+enum AnswerModel {
+    #[default]
+    Wanted,
+    /// The first JSON event ended: its `model` (`None`: it had none), not yet taken.
+    Found(Option<Vec<u8>>),
+    Taken,
+}
+
 const DONE: &[u8] = b"[DONE]";
 
 /// The longest event start [`Resume`] keeps (ids and model names make it ~100-300 bytes).
@@ -327,6 +385,9 @@ struct EventParser {
     at_event_start: bool,
     /// Boxed: allocated at a stream's first chunk, and most of a stream's state is not it.
     resume: Option<Box<Resume>>,
+    /// The answer's `model`, captured while the first JSON event is scanned.
+    model: AnswerModel,
+    captured: Option<Vec<u8>>,
     /// Off only in tests, as the oracle the resumed scan is checked against.
     resume_enabled: bool,
     /// Events that resumed (tests: the resumed path must be the one taken).
@@ -345,6 +406,8 @@ impl EventParser {
             summary: Summary::default(),
             at_event_start: true,
             resume: None,
+            model: AnswerModel::Wanted,
+            captured: None,
             resume_enabled: true,
             #[cfg(test)]
             resumed: 0,
@@ -377,7 +440,16 @@ impl EventParser {
                     }
                 }
             }
-            if let Some((n, mark)) = self.scanner.feed_to_key(bytes, &mut self.facts, CONTENT) {
+            let to_key = if matches!(self.model, AnswerModel::Wanted) {
+                let mut v = ModelCapture {
+                    facts: &mut self.facts,
+                    model: &mut self.captured,
+                };
+                self.scanner.feed_to_key(bytes, &mut v, CONTENT)
+            } else {
+                self.scanner.feed_to_key(bytes, &mut self.facts, CONTENT)
+            };
+            if let Some((n, mark)) = to_key {
                 let prefix = bytes.get(..n).unwrap_or_default();
                 if n <= RESUME_CAP {
                     let r = self.resume.get_or_insert_with(|| {
@@ -393,7 +465,7 @@ impl EventParser {
                     r.facts = self.facts;
                 }
                 let rest = bytes.get(n..).unwrap_or_default();
-                self.scanner.feed(rest, &mut self.facts);
+                self.scan(rest);
             }
             return;
         }
@@ -413,10 +485,34 @@ impl EventParser {
             }
             self.done_matched = None;
             // Not `[DONE]` after all: replay what was held back as JSON.
-            self.scanner
-                .feed(DONE.get(..pos).unwrap_or_default(), &mut self.facts);
+            self.scan(DONE.get(..pos).unwrap_or_default());
         }
-        self.scanner.feed(bytes, &mut self.facts);
+        self.scan(bytes);
+    }
+
+    /// Scans event data, looking for the answer's `model` while it is wanted.
+    fn scan(&mut self, bytes: &[u8]) {
+        if matches!(self.model, AnswerModel::Wanted) {
+            let mut v = ModelCapture {
+                facts: &mut self.facts,
+                model: &mut self.captured,
+            };
+            self.scanner.feed(bytes, &mut v);
+        } else {
+            self.scanner.feed(bytes, &mut self.facts);
+        }
+    }
+
+    /// The answer's `model` once the first JSON event ended (`Some(None)`: it had none), told
+    /// once.
+    fn take_model(&mut self) -> Option<Option<Vec<u8>>> {
+        match std::mem::replace(&mut self.model, AnswerModel::Taken) {
+            AnswerModel::Found(m) => Some(m),
+            other => {
+                self.model = other;
+                None
+            }
+        }
     }
 
     fn event_name(&mut self, bytes: &[u8]) {
@@ -444,8 +540,10 @@ impl EventParser {
             Some(0) if self.scanner.is_pristine() => 0, // no data at all
             matched => {
                 if let Some(pos) = matched {
-                    self.scanner
-                        .feed(DONE.get(..pos).unwrap_or_default(), &mut self.facts);
+                    self.scan(DONE.get(..pos).unwrap_or_default());
+                }
+                if matches!(self.model, AnswerModel::Wanted) {
+                    self.model = AnswerModel::Found(self.captured.take());
                 }
                 if self.scanner.finish(&mut self.facts) {
                     end.usage_member = self.facts.has_usage;
@@ -553,12 +651,19 @@ impl SseResponse {
     pub fn summary(&self) -> &Summary {
         &self.events.summary
     }
+
+    /// The answer's top-level `model`, once the stream's first JSON event has ended
+    /// (`Some(None)`: that event had none); `None` before that and after it was taken.
+    pub fn take_model(&mut self) -> Option<Option<Vec<u8>>> {
+        self.events.take_model()
+    }
 }
 
 /// A unary JSON response body, fed chunk by chunk, summarised at the end.
 pub struct JsonResponse {
     scanner: JsonScanner,
     facts: EventFacts,
+    model: Option<Vec<u8>>,
 }
 
 impl Default for JsonResponse {
@@ -566,19 +671,33 @@ impl Default for JsonResponse {
         JsonResponse {
             scanner: JsonScanner::new(ROOT),
             facts: EventFacts::default(),
+            model: None,
         }
     }
 }
 
 impl JsonResponse {
     pub fn feed(&mut self, chunk: &[u8]) {
-        self.scanner.feed(chunk, &mut self.facts);
+        let mut v = ModelCapture {
+            facts: &mut self.facts,
+            model: &mut self.model,
+        };
+        self.scanner.feed(chunk, &mut v);
+    }
+
+    /// The body's top-level `model`, if it had one (read after [`JsonResponse::finish`]).
+    pub fn take_model(&mut self) -> Option<Vec<u8>> {
+        self.model.take()
     }
 
     /// Ends the body. A unary answer is complete by definition; its tokens are its usage.
     pub fn finish(&mut self) -> Summary {
         let mut summary = Summary::default();
-        if self.scanner.finish(&mut self.facts) {
+        let mut v = ModelCapture {
+            facts: &mut self.facts,
+            model: &mut self.model,
+        };
+        if self.scanner.finish(&mut v) {
             let facts = EventFacts {
                 pieces: 0,
                 ..self.facts
@@ -838,5 +957,55 @@ mod tests {
         let mut r = JsonResponse::default();
         r.feed(b"{\"id\": broken");
         assert_eq!(r.finish().malformed, 1);
+    }
+
+    #[test]
+    fn the_answers_model_is_read_from_the_first_json_event_at_any_split() {
+        let vllm = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"tiny\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\ndata: {\"model\":\"other\",\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n";
+        // llama.cpp: `model` after the choices; a keep-alive comment first.
+        let llama = ": ping\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"a\"}}],\"created\":1,\"model\":\"tiny\"}\n\n";
+        for body in [vllm, llama] {
+            let b = body.as_bytes();
+            for i in 0..=b.len() {
+                let mut sse = SseResponse::default();
+                let mut seen = Vec::new();
+                for part in [&b[..i], &b[i..]] {
+                    sse.feed(part, &mut |_| {});
+                    // Told once, after the read that ends the first JSON event.
+                    if let Some(m) = sse.take_model() {
+                        seen.push(m);
+                    }
+                }
+                assert_eq!(seen, vec![Some(b"tiny".to_vec())], "split at {i}");
+            }
+        }
+        // None in the first JSON event: told as such; a later event's model is not used.
+        let mut sse = SseResponse::default();
+        sse.feed(
+            b"data: {\"choices\":[]}\n\ndata: {\"model\":\"late\"}\n\n",
+            &mut |_| {},
+        );
+        assert_eq!(sse.take_model(), Some(None));
+        assert_eq!(sse.take_model(), None);
+        // Not a string, or empty: none.
+        for first in [&b"{\"model\":{\"a\":1}}"[..], b"{\"model\":\"\"}"] {
+            let mut sse = SseResponse::default();
+            let mut event = b"data: ".to_vec();
+            event.extend_from_slice(first);
+            event.extend_from_slice(b"\n\n");
+            sse.feed(&event, &mut |_| {});
+            assert_eq!(sse.take_model(), Some(None));
+        }
+        // A unary body, the model after a long content.
+        let mut r = JsonResponse::default();
+        let body = format!(
+            "{{\"choices\":[{{\"message\":{{\"content\":\"{}\"}}}}],\"model\":\"tiny\",\"usage\":{{\"completion_tokens\":3}}}}",
+            "x".repeat(10_000)
+        );
+        for part in body.as_bytes().chunks(7) {
+            r.feed(part);
+        }
+        assert_eq!(r.finish().output_tokens(), 3);
+        assert_eq!(r.take_model().as_deref(), Some(&b"tiny"[..]));
     }
 }
