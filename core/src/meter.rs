@@ -63,6 +63,9 @@ pub struct StreamMeter {
     pending_model: Option<String>,
     /// Where this request's inflight +1 went, so the -1 goes to the same series.
     inflight_model: Option<ModelId>,
+    /// A 2xx answer whose body names the model that served it: the label waits for the
+    /// first JSON event (or the unary body) to say which.
+    awaiting_answer_model: bool,
     /// Cached per stream so each token costs one host call, not a map lookup and a call.
     itl_id: Option<u32>,
     /// The output-token counter's id, cached likewise: at a real worker's pace (a token every
@@ -120,6 +123,7 @@ impl StreamMeter {
             model: None,
             pending_model: None,
             inflight_model: None,
+            awaiting_answer_model: false,
             itl_id: None,
             output_tokens_id: None,
             status: 0,
@@ -224,14 +228,40 @@ impl StreamMeter {
             .increment(host, Metric::InflightRequests, Series::model_only(model), 1);
     }
 
-    /// A 2xx answer: the worker accepted the request's model, which may now enter the cap.
-    /// The in-flight +1 moves with it, so its -1 finds it.
+    /// A 2xx answer that does not say which model served it: the worker accepted the
+    /// request's model, which may now enter the cap.
     fn accept_model(&mut self, vm: &mut VmMeter, host: &dyn Host) {
         let Some(name) = self.pending_model.take() else {
             return;
         };
         let id = vm.metrics.models.admit(host, name);
-        if id == ModelId::OTHER {
+        if id != ModelId::OTHER {
+            self.relabel(vm, host, id);
+        }
+    }
+
+    /// The answer's `model` (`None`: the answer has none) labels the request: a worker that
+    /// answers any name (llama.cpp serves its one model whatever is asked) says here which
+    /// model ran, so a made-up name it ignored never enters the cap. Without one, the
+    /// request's own name does, as the worker accepted it.
+    fn on_answer_model(&mut self, vm: &mut VmMeter, host: &dyn Host, answer: Option<Vec<u8>>) {
+        self.awaiting_answer_model = false;
+        let Some(raw) = answer else {
+            self.accept_model(vm, host);
+            return;
+        };
+        self.pending_model = None;
+        let id = match vm.metrics.models.lookup(Some(&raw)) {
+            Lookup::Known(id) => id,
+            Lookup::Pending(name) => vm.metrics.models.admit(host, name),
+        };
+        self.relabel(vm, host, id);
+    }
+
+    /// Moves the request to another label before any figure but its in-flight +1 was
+    /// recorded; the +1 moves with it, so its -1 finds it.
+    fn relabel(&mut self, vm: &mut VmMeter, host: &dyn Host, id: ModelId) {
+        if self.model == Some(id) {
             return;
         }
         if let Some(old) = self.inflight_model {
@@ -261,9 +291,7 @@ impl StreamMeter {
         let identity = head.content_encoding.is_empty()
             || head.content_encoding.eq_ignore_ascii_case(b"identity");
         let success = (200..300).contains(&head.status);
-        if success {
-            self.accept_model(vm, host);
-        } else {
+        if !success {
             self.pending_model = None;
         }
         // HEAD, 204 and 304 answers have no body whatever their headers say.
@@ -277,6 +305,13 @@ impl StreamMeter {
         } else {
             Body::Opaque
         };
+        if success {
+            if matches!(self.body, Body::Sse(_) | Body::Json(_)) {
+                self.awaiting_answer_model = true;
+            } else {
+                self.accept_model(vm, host);
+            }
+        }
         let asked = self.usage_asked();
         let mut edits_body = false;
         if asked.edited && identity && !bodiless {
@@ -307,39 +342,38 @@ impl StreamMeter {
     ) -> Option<Vec<u8>> {
         let now = host.now_ns();
         let mut edited = None;
-        if let Body::Sse(sse) = &mut self.body {
-            let model = self.model.unwrap_or(ModelId::OTHER);
-            let clock = self.clock.get_or_insert_with(|| StreamClock::new(now));
-            let itl_id = &mut self.itl_id;
-            let tokens = &mut self.tokens_pending;
-            let itl_sum = &mut self.itl_sum_pending;
-            let mut on_tokens = |k| {
-                *tokens += u64::from(k);
-                match clock.on_tokens(now, k) {
-                    TokenTiming::First { ttft_us } => vm.metrics.record_with_total(
-                        host,
-                        (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
-                        Series::model_only(model),
-                        ttft_us,
-                    ),
-                    TokenTiming::Next { itl_us, samples } => {
-                        if itl_id.is_none() {
-                            *itl_id = vm.metrics.id(
-                                host,
-                                Metric::InterTokenLatency,
-                                Series::model_only(model),
-                            );
-                        }
-                        if let Some(id) = *itl_id {
-                            let samples = samples.min(MAX_ITL_SAMPLES_PER_EVENT);
-                            for _ in 0..samples {
-                                host.record_metric(id, itl_us);
-                            }
-                            *itl_sum = itl_sum.saturating_add(itl_us * u64::from(samples));
-                        }
-                    }
+        if let (Body::Sse(sse), true) = (&mut self.body, self.awaiting_answer_model) {
+            // Until the first JSON event says which model served the request, token reports
+            // wait, so that its TTFT goes to that label; they are replayed with this read's
+            // time, as they would have been recorded.
+            let mut early = Vec::new();
+            let mut hold = |k| early.push(k);
+            match self.usage.as_mut().and_then(|u| u.response.as_mut()) {
+                Some(editor) => {
+                    sse.feed_edges(chunk, &mut hold, editor);
+                    edited = editor.finish_chunk(chunk, end);
                 }
+                None => sse.feed(chunk, &mut hold),
+            }
+            if let Some(answer) = sse.take_model() {
+                self.on_answer_model(vm, host, answer);
+            }
+            let mut r = self.recorder(vm, host, now);
+            for k in early {
+                r.tokens(k);
+            }
+        } else if let Body::Sse(sse) = &mut self.body {
+            let mut r = TokenRecorder {
+                vm,
+                host,
+                now,
+                model: self.model.unwrap_or(ModelId::OTHER),
+                clock: self.clock.get_or_insert_with(|| StreamClock::new(now)),
+                itl_id: &mut self.itl_id,
+                tokens: &mut self.tokens_pending,
+                itl_sum: &mut self.itl_sum_pending,
             };
+            let mut on_tokens = |k| r.tokens(k);
             match self.usage.as_mut().and_then(|u| u.response.as_mut()) {
                 Some(editor) => {
                     sse.feed_edges(chunk, &mut on_tokens, editor);
@@ -368,12 +402,43 @@ impl StreamMeter {
         edited
     }
 
+    /// The token recorder of this stream's figures, for reports made outside a feed.
+    fn recorder<'a>(
+        &'a mut self,
+        vm: &'a mut VmMeter,
+        host: &'a dyn Host,
+        now: u64,
+    ) -> TokenRecorder<'a> {
+        TokenRecorder {
+            vm,
+            host,
+            now,
+            model: self.model.unwrap_or(ModelId::OTHER),
+            clock: self.clock.get_or_insert_with(|| StreamClock::new(now)),
+            itl_id: &mut self.itl_id,
+            tokens: &mut self.tokens_pending,
+            itl_sum: &mut self.itl_sum_pending,
+        }
+    }
+
     fn finish_response(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
         self.response_complete = true;
-        let summary = match &mut self.body {
-            Body::Sse(sse) => Some(*sse.summary()),
+        let answer = match &mut self.body {
             Body::Json(json) => {
                 let summary = json.finish();
+                Some((summary, json.take_model()))
+            }
+            _ => None,
+        };
+        if self.awaiting_answer_model {
+            // A stream with no JSON event says nothing: the request's name, as accepted.
+            let model = answer.as_ref().and_then(|(_, m)| m.clone());
+            self.on_answer_model(vm, host, model);
+        }
+        let summary = match &mut self.body {
+            Body::Sse(sse) => Some(*sse.summary()),
+            Body::Json(_) => {
+                let summary = answer.map(|(s, _)| s).unwrap_or_default();
                 if summary.malformed == 0 && self.endpoint.generates_tokens() {
                     // A unary answer's first token reaches the client with its last.
                     let clock = self.clock.get_or_insert_with(|| StreamClock::new(now));
@@ -596,6 +661,49 @@ impl StreamMeter {
             -1,
         );
         error.is_none() && self.endpoint.is_inference() && (200..300).contains(&self.status)
+    }
+}
+
+/// Records a stream's token reports: TTFT for the first, ITL samples (one per token of a
+/// multi-token event) after, and the counts the output-token flush adds.
+struct TokenRecorder<'a> {
+    vm: &'a mut VmMeter,
+    host: &'a dyn Host,
+    now: u64,
+    model: ModelId,
+    clock: &'a mut StreamClock,
+    itl_id: &'a mut Option<u32>,
+    tokens: &'a mut u64,
+    itl_sum: &'a mut u64,
+}
+
+impl TokenRecorder<'_> {
+    fn tokens(&mut self, k: u32) {
+        *self.tokens += u64::from(k);
+        match self.clock.on_tokens(self.now, k) {
+            TokenTiming::First { ttft_us } => self.vm.metrics.record_with_total(
+                self.host,
+                (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
+                Series::model_only(self.model),
+                ttft_us,
+            ),
+            TokenTiming::Next { itl_us, samples } => {
+                if self.itl_id.is_none() {
+                    *self.itl_id = self.vm.metrics.id(
+                        self.host,
+                        Metric::InterTokenLatency,
+                        Series::model_only(self.model),
+                    );
+                }
+                if let Some(id) = *self.itl_id {
+                    let samples = samples.min(MAX_ITL_SAMPLES_PER_EVENT);
+                    for _ in 0..samples {
+                        self.host.record_metric(id, itl_us);
+                    }
+                    *self.itl_sum = self.itl_sum.saturating_add(itl_us * u64::from(samples));
+                }
+            }
+        }
     }
 }
 

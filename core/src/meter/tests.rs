@@ -244,6 +244,8 @@ fn models_past_the_cap_report_as_other() {
             content_encoding: b"",
         };
         s.on_response_headers(&mut vm, &host, head, false);
+        // The answer names no model: the request's name is the one the worker accepted.
+        s.on_response_body(&mut vm, &host, br#"{"choices":[]}"#, true);
         host.envoy_end.replace(EnvoyEnd {
             status: 200,
             flags: flags::DOWNSTREAM_CONNECTION_TERMINATION,
@@ -366,8 +368,8 @@ fn refused_names_do_not_fill_the_cap() {
         };
         s.on_response_headers(&mut vm, &host, head, false);
         let inflight = |name: &str| host.value(&format!("llm_inflight_requests.model=.={name};.;"));
-        let mid = (inflight(model), inflight("other"));
         s.on_response_body(&mut vm, &host, content("a").as_bytes(), false);
+        let mid = (inflight(model), inflight("other"));
         s.on_response_body(&mut vm, &host, DONE.as_bytes(), true);
         s.on_log(&mut vm, &host);
         mid
@@ -424,4 +426,92 @@ fn reserved_and_pinned_models() {
     assert_eq!((ok("p1"), ok("p2"), ok("x")), (1, 1, 1));
     assert_eq!(ok("other"), 3, "other, unknown and y (past the cap)");
     assert_eq!(ok("unknown"), 0);
+}
+
+/// A worker that answers any model name (llama.cpp serves its one model whatever is asked)
+/// says in its answer which model ran: that name is the label, so made-up names it ignored
+/// never enter the cap, and the served model's requests are not `other`.
+#[test]
+fn the_answers_model_is_the_label() {
+    let config = Config::parse(br#"{"max_models":32}"#, None).unwrap();
+    let host = FakeHost::default();
+    let mut vm = VmMeter::new(&config);
+    let mut run = |asked: &str, stream: bool| {
+        let mut s = StreamMeter::start(b"POST", CHAT.as_bytes(), false);
+        let body = format!(r#"{{"model":"{asked}","stream":{stream}}}"#);
+        s.on_request_body(&mut vm, &host, body.as_bytes(), true);
+        let content_type: &[u8] = if stream {
+            b"text/event-stream"
+        } else {
+            b"application/json"
+        };
+        let head = ResponseHead {
+            status: 200,
+            content_type,
+            content_encoding: b"",
+        };
+        s.on_response_headers(&mut vm, &host, head, false);
+        if stream {
+            // llama.cpp's order: the model after the choices, in every event.
+            let event = |t: &str| {
+                format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{t}\"}}}}],\"model\":\"tiny\"}}\n\n")
+            };
+            host.advance_ms(5);
+            s.on_response_body(&mut vm, &host, event("a").as_bytes(), false);
+            host.advance_ms(5);
+            let rest = format!("{}{DONE}", event("b"));
+            s.on_response_body(&mut vm, &host, rest.as_bytes(), true);
+        } else {
+            host.advance_ms(5);
+            let answer = r#"{"choices":[{"message":{"content":"hi"}}],"model":"tiny","usage":{"prompt_tokens":2,"completion_tokens":1}}"#;
+            s.on_response_body(&mut vm, &host, answer.as_bytes(), true);
+        }
+        s.on_log(&mut vm, &host);
+    };
+    for i in 0..40 {
+        run(&format!("junk-{i}"), i % 2 == 0);
+    }
+    for i in 0..10 {
+        run("tiny", i % 2 == 0);
+    }
+    let names: Vec<String> = host.names.borrow().iter().map(|(_, n)| n.clone()).collect();
+    assert!(!names.iter().any(|n| n.contains("junk")), "{names:?}");
+    let ok = |request_type: &str| {
+        host.value(&format!("llm_requests_total.model=.=tiny;.;endpoint=.=chat_completions;.;request_type=.={request_type};.;status=.=success;.;error_type=.=;.;"))
+    };
+    assert_eq!((ok("stream"), ok("unary")), (25, 25));
+    // `other` held the junk requests' in-flight +1 until their answers named the model.
+    assert!(!names
+        .iter()
+        .any(|n| n.contains("model=.=other;.;") && !n.starts_with("llm_inflight_requests")));
+    assert_eq!(host.value("llm_inflight_requests.model=.=other;.;"), 0);
+    assert_eq!(
+        host.samples("llm_time_to_first_token_microseconds.model=.=tiny;.;")
+            .len(),
+        50
+    );
+    assert_eq!(
+        host.samples("llm_inter_token_latency_microseconds.model=.=tiny;.;"),
+        vec![5000; 25]
+    );
+    assert_eq!(host.value("llm_inflight_requests.model=.=tiny;.;"), 0);
+    // A pinned name asked for and another name answered: the answer's.
+    let config = Config::parse(br#"{"models":["alias"]}"#, None).unwrap();
+    let mut vm = VmMeter::new(&config);
+    let mut s = StreamMeter::start(b"POST", CHAT.as_bytes(), false);
+    s.on_request_body(&mut vm, &host, br#"{"model":"alias","stream":true}"#, true);
+    let head = ResponseHead {
+        status: 200,
+        content_type: b"text/event-stream",
+        content_encoding: b"",
+    };
+    s.on_response_headers(&mut vm, &host, head, false);
+    assert_eq!(host.value("llm_inflight_requests.model=.=alias;.;"), 1);
+    let first = "data: {\"model\":\"served\",\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+    s.on_response_body(&mut vm, &host, first.as_bytes(), false);
+    assert_eq!(host.value("llm_inflight_requests.model=.=alias;.;"), 0);
+    assert_eq!(host.value("llm_inflight_requests.model=.=served;.;"), 1);
+    s.on_response_body(&mut vm, &host, DONE.as_bytes(), true);
+    s.on_log(&mut vm, &host);
+    assert_eq!(host.value("llm_inflight_requests.model=.=served;.;"), 0);
 }
