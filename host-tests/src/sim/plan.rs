@@ -54,6 +54,9 @@ pub struct Overrides {
     pub tokens_pattern: Vec<u32>,
     /// `x-sim-id`: the answer's id, whatever the body (so an edited body answers the same).
     pub id: Option<String>,
+    /// `x-sim-served-model: NAME`: the answer's `model` whatever the request named, as a
+    /// worker serving one model answers any name (llama.cpp's `llama-server`).
+    pub served_model: Option<String>,
     /// `x-sim-refuse-stream-options: 1`: a strict OpenAI-compatible server that does not know
     /// `stream_options` answers 400 naming it.
     pub refuse_stream_options: bool,
@@ -169,6 +172,7 @@ pub fn overrides(headers: &HeaderMap, cfg: &SimConfig) -> Result<Overrides, Stri
         tokens_per_chunk,
         tokens_pattern,
         id: header_str(headers, "x-sim-id")?.map(str::to_owned),
+        served_model: header_str(headers, "x-sim-served-model")?.map(str::to_owned),
         refuse_stream_options: header_u64(headers, "x-sim-refuse-stream-options")?.unwrap_or(0)
             != 0,
         cached_tokens: header_u32(headers, "x-sim-cached-tokens")?.or(cfg.cached_tokens),
@@ -203,6 +207,7 @@ pub fn plan(api: Api, body: &[u8], ov: &Overrides, default_model: &str) -> Resul
         Some(Value::String(m)) => m.clone(),
         Some(_) => return Err("model must be a string".to_owned()),
     };
+    let model = ov.served_model.clone().unwrap_or(model);
     // vLLM's StreamOptions defaults include_usage to true once the object is present, and
     // only honours continuous_usage_stats together with include_usage.
     if ov.refuse_stream_options && obj.contains_key("stream_options") {

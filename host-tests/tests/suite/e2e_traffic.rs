@@ -315,6 +315,77 @@ fn junk_models_answered_404_do_not_blind_real_ones() {
     );
 }
 
+/// A worker that answers 200 to any model name and says in its answer which model it served
+/// (gpu-sim `x-sim-served-model`, as llama.cpp's `llama-server` answers): 40 requests naming
+/// junk models, streamed and unary, then 10 naming the served one. Labels come from the
+/// answer, so no junk name enters the cap and all 50 count under the served model (before:
+/// 32 junk labels held the cap and the served model's 10 were `other`).
+#[test]
+fn junk_names_a_permissive_worker_answers_are_labelled_by_the_served_model() {
+    let sim = host_tests::sim::spawn(host_tests::sim::SimConfig::default()).expect("gpu-sim");
+    let mut opts = EnvoyOptions::new(sim.addr);
+    opts.plugin_config = r#"{"max_models":32}"#.into();
+    let envoy = Envoy::start(&opts).unwrap();
+    let served = [("x-sim-served-model", "tiny"), ("x-sim-tokens", "3")];
+    let send = |model: &str, stream: bool, id: &str| {
+        let body = format!(
+            r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}],"stream":{stream}}}"#
+        );
+        let mut h = vec![("content-type", "application/json"), ("x-request-id", id)];
+        h.extend_from_slice(&served);
+        let r = host_tests::sim::client::request_blocking(envoy.listener, "POST", CHAT, &h, body)
+            .unwrap();
+        assert_eq!(r.status, 200, "{id}");
+        // The worker did answer with its own name.
+        let text = String::from_utf8_lossy(&r.body()).to_string();
+        assert!(text.contains(r#""model":"tiny""#), "{text}");
+    };
+    for i in 0..40 {
+        send(&format!("junk-{i}"), i % 2 == 0, &format!("junk-{i}"));
+    }
+    for i in 0..10 {
+        send("tiny", i % 2 == 0, &format!("tiny-{i}"));
+    }
+    // Histograms reach the scrape at Envoy's stats flush: wait for the 50th TTFT as well.
+    let scrape = settled(&envoy, |s| {
+        requests(s, &[]) >= 50.0 && s.sum("llm_time_to_first_token_microseconds_count", &[]) >= 50.0
+    });
+    let by_type = |t: &str| {
+        requests(
+            &scrape,
+            &[
+                ("model", "tiny"),
+                ("request_type", t),
+                ("status", "success"),
+            ],
+        )
+    };
+    assert_eq!((by_type("stream"), by_type("unary")), (25.0, 25.0));
+    assert_eq!(requests(&scrape, &[]), 50.0);
+    let junk: Vec<_> = scrape
+        .samples
+        .iter()
+        .filter(|x| {
+            x.labels
+                .get("model")
+                .is_some_and(|m| m.starts_with("junk-") || (m == "other" && x.value != 0.0))
+        })
+        .collect();
+    assert!(junk.is_empty(), "junk or other series: {junk:?}");
+    // Every request's TTFT is under the served model, and every token.
+    assert_eq!(
+        scrape.value(
+            "llm_time_to_first_token_microseconds_count",
+            &[("model", "tiny")]
+        ),
+        Some(50.0)
+    );
+    assert_eq!(
+        scrape.sum("llm_output_tokens_total", &[("model", "tiny")]),
+        150.0
+    );
+}
+
 /// Issue 12 (4): a 60-byte body uploaded in 6 pieces 250 ms apart. TTFT starts at the end of
 /// the body, so the filter's TTFT lies between the worker's (body received -> first token
 /// written) and the client's (last byte sent -> first token read); before, it held the upload.
