@@ -75,7 +75,7 @@ pub struct Chunk {
 /// The access-log phase (`on_log`): `after_us` after the last step, with Envoy's
 /// `response.flags` and `response.code_details`. For a response that ends, runners set them
 /// before the response headers, as Envoy does for its own replies (UO, UH, UF): the filter
-/// must see them in time for the access log, which Envoy writes before `on_log`.
+/// makes its verdict when the response ends, before `on_log`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct End {
     pub after_us: u64,
@@ -803,12 +803,9 @@ pub fn errors() -> Vec<Case> {
                 // The first chunk ("a", 20 ms in) is the only token.
                 w = w.output(1).ttft(20_000);
             }
-            if ends {
-                w = w.prop("error_type", error);
-            } else {
-                // The response never ended: no filter state.
-                w.0.properties.clear();
-            }
+            // A response that never ended gets its filter state at `on_log`, with the verdict:
+            // Envoy 1.40 runs that before the HCM's access logs.
+            w = w.prop("error_type", error);
             Case {
                 name: format!("error: {name}"),
                 path: CHAT,
@@ -869,6 +866,7 @@ pub fn errors() -> Vec<Case> {
         // Abandoned mid-upload: no worker ever had the request, so it has no duration.
         expect: Want::default()
             .requests("chat_completions", "unary", Some("cancelled"))
+            .prop("error_type", "cancelled")
             .done(),
         method: "POST",
         upload_gap_us: 0,
@@ -888,6 +886,7 @@ pub fn errors() -> Vec<Case> {
         expect: Want::default()
             .requests("chat_completions", "stream", Some("unavailable"))
             .duration("stream", 2_000)
+            .prop("error_type", "unavailable")
             .done(),
         method: "POST",
         upload_gap_us: 0,

@@ -78,7 +78,7 @@ pub struct StreamMeter {
     summary: Option<Summary>,
     response_complete: bool,
     /// The request's one verdict (error type or none), decided once: at the response's end,
-    /// in time for the access log, or at `on_log` for a stream that never completed.
+    /// or at `on_log` for a stream that never completed.
     verdict: Option<Option<ErrorType>>,
     /// Output tokens not yet added to the counter, and when it was last bumped: the counter
     /// is bumped every few tokens or milliseconds, not per token, to keep about one host call
@@ -465,8 +465,8 @@ impl StreamMeter {
                 self.tokens_pending += reported - seen;
             }
         }
-        // The verdict is made now, with Envoy's flags, because HCM access logs run before
-        // `on_log`: the filter state must already hold the error type the counter will get.
+        // Published now, not at `on_log`: Envoy 1.31 and older run the HCM's access logs
+        // before the filters' (`on_log`), so only state set here reaches them there.
         let verdict = self.decide(host);
         self.publish_filter_state(host, verdict);
     }
@@ -555,6 +555,7 @@ impl StreamMeter {
     }
 
     /// Per-request figures for access logs: `%FILTER_STATE(wasm.llm_pulse.ttft_us:PLAIN)%`.
+    /// Set once per request: at the response's end, or at `on_log` when it never ended.
     fn publish_filter_state(&self, host: &dyn Host, verdict: Option<ErrorType>) {
         if !self.endpoint.is_inference() {
             return;
@@ -606,6 +607,12 @@ impl StreamMeter {
         self.flush_output_tokens(vm, host, now);
         let model = self.model.unwrap_or(ModelId::OTHER);
         let error = self.decide(host);
+        if !self.response_complete {
+            // A stream that never finished (client gone, worker reset, timeout) has its
+            // verdict only now; Envoy 1.40 runs the filters' access loggers (this `on_log`)
+            // before the HCM's, so its access-log line still gets it.
+            self.publish_filter_state(host, error);
+        }
         let request_type = self.request_type();
         let series = Series {
             model,

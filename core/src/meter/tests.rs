@@ -152,6 +152,56 @@ fn a_client_gone_before_any_response_is_cancelled() {
         1
     );
     assert_eq!(r.host.value("llm_inflight_requests.model=.=m;.;"), 0);
+    assert_eq!(
+        r.host.property("llm_pulse.error_type").as_deref(),
+        Some("cancelled")
+    );
+}
+
+/// A stream that never ends gets its verdict at `on_log`, and its access-log figures with it
+/// (Envoy 1.40 runs `on_log` before the HCM's access logs): the same error type as the counter.
+#[test]
+fn an_unfinished_stream_publishes_its_verdict_at_on_log() {
+    let cases = [
+        (
+            flags::DOWNSTREAM_REMOTE_RESET,
+            "http2.remote_reset",
+            "cancelled",
+        ),
+        (
+            flags::UPSTREAM_CONNECTION_TERMINATION,
+            "upstream_reset_after_response_started{connection_termination}",
+            "truncated_stream",
+        ),
+        (
+            flags::STREAM_IDLE_TIMEOUT,
+            "stream_idle_timeout",
+            "response_timeout",
+        ),
+    ];
+    for (flag, details, want) in cases {
+        let mut r = Rig::new();
+        let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+        r.respond(&mut s, 200, "text/event-stream");
+        r.chunk(&mut s, 10, &content("a"));
+        r.chunk(&mut s, 10, &content("b"));
+        assert_eq!(r.host.property("llm_pulse.error_type"), None, "{want}");
+        r.host.envoy_end.replace(EnvoyEnd {
+            status: 200,
+            flags: flag,
+            details: details.into(),
+        });
+        s.on_log(&mut r.vm, &r.host);
+        assert_eq!(
+            r.requests(&err_labels("chat_completions", "stream", want)),
+            1
+        );
+        let property = |name: &str| r.host.property(&format!("llm_pulse.{name}"));
+        assert_eq!(property("error_type").as_deref(), Some(want));
+        assert_eq!(property("output_tokens").as_deref(), Some("2"), "{want}");
+        assert_eq!(property("ttft_us").as_deref(), Some("10000"), "{want}");
+        assert_eq!(property("token_source").as_deref(), Some("counted"));
+    }
 }
 
 #[test]

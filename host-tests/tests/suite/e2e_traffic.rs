@@ -580,15 +580,15 @@ fn an_overflow_503_is_overload_in_the_counter_and_the_access_log() {
     assert_eq!(requests(&scrape, &[("status", "success")]), 2.0);
 }
 
-// ----- a raw HTTP/2 (h2c, prior knowledge) client -----
+// ----- a raw HTTP/2 (h2c, prior knowledge) client (also e2e_unfinished's) -----
 
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const SETTINGS: u8 = 4;
-const END_STREAM: u8 = 1;
-const END_HEADERS: u8 = 4;
+pub(crate) const DATA: u8 = 0;
+pub(crate) const HEADERS: u8 = 1;
+pub(crate) const SETTINGS: u8 = 4;
+pub(crate) const END_STREAM: u8 = 1;
+pub(crate) const END_HEADERS: u8 = 4;
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
     f.extend_from_slice(&stream.to_be_bytes());
@@ -597,7 +597,7 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 }
 
 /// HPACK "literal header field without indexing, new name" (RFC 7541 6.2.2), no Huffman.
-fn hpack(headers: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn hpack(headers: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
     for (k, v) in headers {
         assert!(k.len() < 127 && v.len() < 127);
@@ -707,6 +707,8 @@ fn a_client_breaking_http2_framing_mid_stream_is_cancelled() {
         let flags = entry["flags"].as_str().unwrap_or_default();
         assert!(flags.split(',').any(|f| f == "DPE"), "{how:?}: {entry}");
         assert_eq!(entry["status"], 200, "{entry}");
+        // The access log has the counter's verdict (set at `on_log`, before the HCM's log).
+        assert_eq!(entry["error_type"], "cancelled", "{how:?}: {entry}");
         // The worker did start streaming: the break came after its first token.
         assert!(worker.seen(id).first_token.is_some());
     }

@@ -16,6 +16,7 @@ mod e2e_package;
 mod e2e_passthrough;
 mod e2e_prometheus;
 mod e2e_traffic;
+mod e2e_unfinished;
 mod e2e_usage;
 mod engine_usage;
 mod sim_api;
