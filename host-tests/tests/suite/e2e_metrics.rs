@@ -298,8 +298,10 @@ fn streams_report_ttft_itl_and_tokens() {
                 "{m}-{i}: ttft_us {ttft}, client saw {client_ttft} µs"
             );
             let itl = field_u64(&e, "itl_avg_us").unwrap() as f64;
+            // A late delivery to the client on a loaded machine shifts its mean over the few
+            // gaps of a 3-token-chunk stream: the same bound as the Prometheus mean's.
             assert!(
-                (itl - client_itl).abs() <= 3.0 * MS,
+                (itl - client_itl).abs() <= client_itl * 0.05 + 3.0 * MS,
                 "{m}-{i}: itl_avg_us {itl}, client saw {client_itl} µs"
             );
             eprintln!("{m}-{i}: ttft_us {ttft} itl_avg_us {itl} (client: TTFT {client_ttft} µs, ITL {client_itl:.0} µs; prometheus means: TTFT {ttft_mean:.0} µs, ITL {itl_mean:.0} µs)");
