@@ -73,6 +73,8 @@ pub struct EventEnd {
     pub usage_figures: bool,
     /// It is the usage-only event `include_usage` adds (no choice, usage figures).
     pub usage_only: bool,
+    /// A choice in it has a `finish_reason`.
+    pub finished: bool,
 }
 
 /// Receives where events start and end in the chunk being fed, for an editor of the stream.
@@ -551,6 +553,7 @@ impl EventParser {
                         && (self.facts.output_tokens.is_some()
                             || self.facts.input_tokens.is_some());
                     end.usage_only = self.facts.usage_only();
+                    end.finished = self.facts.finished;
                     self.summary.on_event(&self.facts)
                 } else {
                     self.summary.malformed += 1;

@@ -4,8 +4,11 @@
 //! ([`EventEdges`]); this only cuts.
 //!
 //! An event is cut whole: while one that may be edited is split across reads, its bytes so far
-//! are held back (up to [`HOLD_CAP`]) and go out with the read that ends it. Nothing else is
-//! held. Chunks with nothing to cut pass untouched (no copy).
+//! are held back (up to [`HOLD_CAP`]) and go out with the read that ends it. A choice event
+//! with a `finish_reason` is held until the next event: a worker may move members from it to
+//! the usage-only event when asked for usage (llama.cpp moves `timings`), and they go back
+//! where the client would have had them. Nothing else is held. Chunks with nothing to cut pass
+//! untouched (no copy).
 
 use super::members::{object_members, removal};
 use super::Asked;
@@ -23,6 +26,18 @@ enum Cut {
     Event { bytes: Range<u64>, cr: bool },
     /// The `usage` member inside the event.
     UsageMember(Range<u64>),
+    /// Members of the usage-only event `from` that the finished event `into` lacks (but
+    /// `usage` and `choices`) go before `into`'s closing brace.
+    MoveInto { from: Range<u64>, into: Range<u64> },
+}
+
+impl Cut {
+    fn start(&self) -> u64 {
+        match self {
+            Cut::Event { bytes, .. } | Cut::UsageMember(bytes) => bytes.start,
+            Cut::MoveInto { into, .. } => into.start,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +61,8 @@ pub struct SseEditor {
     /// then, so a worker that always puts usage on its last event (llama.cpp's completions)
     /// keeps it there.
     running_figures: Option<bool>,
+    /// The finished choice event held until the next event ends.
+    held_finish: Option<Range<u64>>,
     pub stats: EditStats,
 }
 
@@ -54,6 +71,8 @@ pub struct SseEditor {
 pub struct EditStats {
     pub events_cut: u32,
     pub members_cut: u32,
+    /// Events the usage-only event's extra members were moved back into.
+    pub members_moved: u32,
     /// Events to edit that were let through unedited: longer than [`HOLD_CAP`] while split,
     /// or a `usage` member the cut could not place (an event of several `data:` lines).
     pub left: u32,
@@ -92,6 +111,13 @@ impl SseEditor {
                 self.stats.left += 1;
             }
         }
+        if let Some(h) = self.held_finish.clone() {
+            if end || chunk_end - h.start > HOLD_CAP as u64 {
+                self.held_finish = None;
+            } else {
+                hold_from = Some(hold_from.map_or(h.start, |p| p.min(h.start)));
+            }
+        }
         let lf_pending = std::mem::take(&mut self.lf_pending);
         if self.held.is_empty() && self.cuts.is_empty() && hold_from.is_none() && !lf_pending {
             return None;
@@ -104,7 +130,18 @@ impl SseEditor {
         if lf_pending && window.first() == Some(&b'\n') {
             pos = 1;
         }
-        let cuts = std::mem::take(&mut self.cuts);
+        // Cuts inside held bytes wait for the read that lets those bytes go.
+        let mut cuts = std::mem::take(&mut self.cuts);
+        let later = match hold_from {
+            Some(h) => {
+                let first_held = cuts
+                    .iter()
+                    .position(|c| c.start() >= h)
+                    .unwrap_or(cuts.len());
+                cuts.split_off(first_held)
+            }
+            None => Vec::new(),
+        };
         for cut in &cuts {
             let range = match cut {
                 Cut::Event { bytes, cr } => {
@@ -131,6 +168,19 @@ impl SseEditor {
                     }
                     found
                 }
+                Cut::MoveInto { from, into } => {
+                    let into = at(into.start)..at(into.end);
+                    let from = at(from.start)..at(from.end);
+                    if let Some((close, moved)) = moved_members(&window, into, from) {
+                        if close >= pos {
+                            out.extend_from_slice(window.get(pos..close).unwrap_or_default());
+                            out.extend_from_slice(&moved);
+                            pos = close;
+                            self.stats.members_moved += 1;
+                        }
+                    }
+                    None
+                }
             };
             if let Some(r) = range {
                 if r.start >= pos {
@@ -145,8 +195,7 @@ impl SseEditor {
             self.held = window.split_off(keep_to.min(window.len()));
             self.stats.held_max = self.stats.held_max.max(self.held.len());
         }
-        self.cuts = cuts;
-        self.cuts.clear();
+        self.cuts = later;
         Some(out)
     }
 }
@@ -165,11 +214,22 @@ impl EventEdges for SseEditor {
             return;
         }
         let bytes = start..self.base + end as u64;
+        // Whatever this event is, the finished one before it goes with it.
+        let held = self.held_finish.take();
         if event.usage_only {
             if self.asked.drops_usage_event() {
+                if let Some(into) = held {
+                    self.cuts.push(Cut::MoveInto {
+                        from: bytes.clone(),
+                        into,
+                    });
+                }
                 self.cuts.push(Cut::Event { bytes, cr });
             }
         } else {
+            if event.finished && self.asked.drops_usage_event() {
+                self.held_finish = Some(bytes.clone());
+            }
             let running = *self.running_figures.get_or_insert(event.usage_figures);
             let cut = if event.usage_figures {
                 running && self.asked.strips_usage_figures()
@@ -187,6 +247,49 @@ impl EventEdges for SseEditor {
 /// separator that goes with it. `None` for an event of several data lines (its JSON spans
 /// line breaks the cut would have to keep) or without such a member.
 fn usage_member(event: &[u8]) -> Option<Range<usize>> {
+    let (members, _) = data_object(event)?;
+    let index = members.iter().position(|m| m.raw_key(event) == b"usage")?;
+    removal(&members, index)
+}
+
+/// The members of the usage-only event at `window[from]` that the finished event at
+/// `window[into]` lacks (`usage` and `choices` aside), each with the separator the worker
+/// wrote before it, and where they go: `into`'s closing brace. `None` when there are none or
+/// either event is not one `data:` line of a JSON object.
+fn moved_members(
+    window: &[u8],
+    into: Range<usize>,
+    from: Range<usize>,
+) -> Option<(usize, Vec<u8>)> {
+    let held = window.get(into.clone())?;
+    let (held_members, close) = data_object(held)?;
+    let usage = window.get(from)?;
+    let (members, _) = data_object(usage)?;
+    if held_members.is_empty() {
+        return None;
+    }
+    let mut moved = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        let key = m.raw_key(usage);
+        if key == b"usage"
+            || key == b"choices"
+            || held_members.iter().any(|h| h.raw_key(held) == key)
+        {
+            continue;
+        }
+        let sep = match i.checked_sub(1).and_then(|p| members.get(p)) {
+            Some(prev) => usage.get(prev.value.end..m.key.start)?,
+            None => b",",
+        };
+        moved.extend_from_slice(sep);
+        moved.extend_from_slice(usage.get(m.key.start..m.value.end)?);
+    }
+    (!moved.is_empty()).then_some((into.start + close, moved))
+}
+
+/// The members of the JSON object of the one-line `data:` event `event`, and the index of its
+/// closing brace.
+fn data_object(event: &[u8]) -> Option<(Vec<super::members::Member>, usize)> {
     let mut data = None;
     let mut line_start = 0;
     for line in event.split_inclusive(|&b| b == b'\n' || b == b'\r') {
@@ -203,9 +306,7 @@ fn usage_member(event: &[u8]) -> Option<Range<usize>> {
     if event.get(open) == Some(&b' ') {
         open += 1;
     }
-    let (members, _) = object_members(event, open)?;
-    let index = members.iter().position(|m| m.raw_key(event) == b"usage")?;
-    removal(&members, index)
+    object_members(event, open)
 }
 
 #[cfg(test)]
@@ -356,6 +457,65 @@ mod tests {
                 chunk("a", ""),
                 chunk("b", ",\"usage\":null")
             )
+        );
+    }
+
+    #[test]
+    fn members_a_worker_moved_to_the_usage_event_go_back_at_every_split() {
+        // llama.cpp's chat stream: asked for usage, it moves `timings` from the last choice
+        // event to the usage-only event.
+        let head = "data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":\"a\"}}],\"created\":1,\"id\":\"c\",\"model\":\"tiny\",\"object\":\"chat.completion.chunk\"}\n\n";
+        let fin = "data: {\"choices\":[{\"finish_reason\":\"length\",\"index\":0,\"delta\":{}}],\"created\":1,\"id\":\"c\",\"model\":\"tiny\",\"object\":\"chat.completion.chunk\"";
+        let timings = ",\"timings\":{\"prompt_n\":1,\"predicted_n\":8}";
+        let asked = format!(
+            "{head}{fin}}}\n\ndata: {{\"choices\":[],\"created\":1,\"id\":\"c\",\"model\":\"tiny\",\"object\":\"chat.completion.chunk\",\"usage\":{{\"completion_tokens\":8,\"prompt_tokens\":21}}{timings}}}\n\ndata: [DONE]\n\n"
+        );
+        let direct = format!("{head}{fin}{timings}}}\n\ndata: [DONE]\n\n");
+        let w = asked.as_bytes();
+        for i in 0..=w.len() {
+            let (out, tokens, stats) = pass(ADDED, &[&w[..i], &w[i..]]);
+            assert_eq!(String::from_utf8_lossy(&out), direct, "split at {i}");
+            assert_eq!(tokens, vec![1]);
+            assert_eq!(
+                (stats.events_cut, stats.members_moved),
+                (1, 1),
+                "split at {i}"
+            );
+        }
+        let singles: Vec<&[u8]> = w.chunks(1).collect();
+        assert_eq!(String::from_utf8_lossy(&pass(ADDED, &singles).0), direct);
+        // vLLM: nothing to move; a finished event with a null usage member and a held finish
+        // event that another event follows pass as before, at every split.
+        let worker = format!(
+            "{}{}{}{USAGE_EVENT}data: [DONE]\n\n",
+            chunk("a", ",\"usage\":null"),
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+            chunk("b", ",\"usage\":null"),
+        );
+        let want = format!(
+            "{}{}{}data: [DONE]\n\n",
+            chunk("a", ""),
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            chunk("b", ""),
+        );
+        let w = worker.as_bytes();
+        for i in 0..=w.len() {
+            for j in i..=w.len() {
+                let (out, _, stats) = pass(ADDED, &[&w[..i], &w[i..j], &w[j..]]);
+                assert_eq!(String::from_utf8_lossy(&out), want, "splits at {i}, {j}");
+                assert_eq!(stats.members_moved, 0);
+            }
+        }
+        // The stream ends after the finished event: it goes out with the stream's end.
+        let last = format!("{head}{fin}}}\n\n");
+        let mut sse = SseResponse::default();
+        let mut editor = SseEditor::new(ADDED);
+        sse.feed_edges(last.as_bytes(), &mut |_| {}, &mut editor);
+        let held = editor.finish_chunk(last.as_bytes(), false).unwrap();
+        assert_eq!(String::from_utf8_lossy(&held), head);
+        assert_eq!(
+            String::from_utf8_lossy(&editor.finish_chunk(b"", true).unwrap()),
+            format!("{fin}}}\n\n")
         );
     }
 
