@@ -140,8 +140,23 @@ const SUFFIXES: &[&str] = &[
     "input_sequence_tokens",
     "output_sequence_tokens",
     "cached_tokens",
+    // The exact sums beside the charted histograms.
+    "time_to_first_token_microseconds_total",
+    "inter_token_latency_microseconds_total",
+    "request_duration_microseconds_total",
+    "input_sequence_tokens_total",
+    "output_sequence_tokens_total",
+    // A cluster that refused the usage the filter asked for.
+    "usage_stats_refused",
 ];
-const KEYS: &[&str] = &["model", "endpoint", "request_type", "status", "error_type"];
+const KEYS: &[&str] = &[
+    "model",
+    "endpoint",
+    "request_type",
+    "status",
+    "error_type",
+    "cluster",
+];
 
 /// Takes a stat name `P_suffix.k=.=v;.;...` apart, checking every part; returns the suffix and
 /// the labels. Panics (a fuzz finding) on anything the `stats_tags` regexes would misread.
