@@ -83,6 +83,8 @@ pub enum ErrorType {
     Overload,
     Unavailable,
     Internal,
+    /// 501: the worker does not implement what was asked (Dynamo's `not_implemented`).
+    NotImplemented,
     ResponseTimeout,
     Cancelled,
     BackendError,
@@ -91,12 +93,13 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
-    pub const ALL: [ErrorType; 10] = [
+    pub const ALL: [ErrorType; 11] = [
         ErrorType::Validation,
         ErrorType::NotFound,
         ErrorType::Overload,
         ErrorType::Unavailable,
         ErrorType::Internal,
+        ErrorType::NotImplemented,
         ErrorType::ResponseTimeout,
         ErrorType::Cancelled,
         ErrorType::BackendError,
@@ -111,6 +114,7 @@ impl ErrorType {
             ErrorType::Overload => "overload",
             ErrorType::Unavailable => "unavailable",
             ErrorType::Internal => "internal",
+            ErrorType::NotImplemented => "not_implemented",
             ErrorType::ResponseTimeout => "response_timeout",
             ErrorType::Cancelled => "cancelled",
             ErrorType::BackendError => "backend_error",
@@ -124,6 +128,7 @@ impl ErrorType {
         match status {
             404 => Some(ErrorType::NotFound),
             429 | 529 => Some(ErrorType::Overload),
+            501 => Some(ErrorType::NotImplemented),
             503 => Some(ErrorType::Unavailable),
             504 => Some(ErrorType::ResponseTimeout),
             400..=499 => Some(ErrorType::Validation),

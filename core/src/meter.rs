@@ -63,6 +63,9 @@ pub struct StreamMeter {
     pending_model: Option<String>,
     /// Where this request's inflight +1 went, so the -1 goes to the same series.
     inflight_model: Option<ModelId>,
+    /// The request counts in `queued_requests` (under `inflight_model`): its body arrived and
+    /// no first token yet.
+    queued: bool,
     /// A 2xx answer whose body names the model that served it: the label waits for the
     /// first JSON event (or the unary body) to say which.
     awaiting_answer_model: bool,
@@ -123,6 +126,7 @@ impl StreamMeter {
             model: None,
             pending_model: None,
             inflight_model: None,
+            queued: false,
             awaiting_answer_model: false,
             itl_id: None,
             output_tokens_id: None,
@@ -224,8 +228,19 @@ impl StreamMeter {
         };
         self.model = Some(model);
         self.inflight_model = Some(model);
-        vm.metrics
-            .increment(host, Metric::InflightRequests, Series::model_only(model), 1);
+        self.queued = true;
+        let m = &mut vm.metrics;
+        m.increment(host, Metric::InflightRequests, Series::model_only(model), 1);
+        m.increment(host, Metric::QueuedRequests, Series::model_only(model), 1);
+    }
+
+    /// The request leaves `queued_requests`: its first token, or an answer without tokens.
+    fn dequeue(&mut self, vm: &mut VmMeter, host: &dyn Host) {
+        if std::mem::take(&mut self.queued) {
+            let label = self.inflight_model.unwrap_or(ModelId::OTHER);
+            vm.metrics
+                .increment(host, Metric::QueuedRequests, Series::model_only(label), -1);
+        }
     }
 
     /// A 2xx answer that does not say which model served it: the worker accepted the
@@ -268,6 +283,10 @@ impl StreamMeter {
             let m = &mut vm.metrics;
             m.increment(host, Metric::InflightRequests, Series::model_only(old), -1);
             m.increment(host, Metric::InflightRequests, Series::model_only(id), 1);
+            if self.queued {
+                m.increment(host, Metric::QueuedRequests, Series::model_only(old), -1);
+                m.increment(host, Metric::QueuedRequests, Series::model_only(id), 1);
+            }
         }
         self.inflight_model = Some(id);
         self.model = Some(id);
@@ -311,6 +330,10 @@ impl StreamMeter {
             } else {
                 self.accept_model(vm, host);
             }
+        }
+        if !matches!(self.body, Body::Sse(_) | Body::Json(_)) {
+            // No token will be read from this answer: it is no longer waiting for one.
+            self.dequeue(vm, host);
         }
         let asked = self.usage_asked();
         let mut edits_body = false;
@@ -372,6 +395,7 @@ impl StreamMeter {
                 itl_id: &mut self.itl_id,
                 tokens: &mut self.tokens_pending,
                 itl_sum: &mut self.itl_sum_pending,
+                queued: &mut self.queued,
             };
             let mut on_tokens = |k| r.tokens(k);
             match self.usage.as_mut().and_then(|u| u.response.as_mut()) {
@@ -418,6 +442,7 @@ impl StreamMeter {
             itl_id: &mut self.itl_id,
             tokens: &mut self.tokens_pending,
             itl_sum: &mut self.itl_sum_pending,
+            queued: &mut self.queued,
         }
     }
 
@@ -452,6 +477,7 @@ impl StreamMeter {
                         ttft_us,
                     );
                 }
+                self.dequeue(vm, host);
                 Some(summary)
             }
             Body::Opaque | Body::Refusal(_) => None,
@@ -667,6 +693,7 @@ impl StreamMeter {
             Series::model_only(inflight),
             -1,
         );
+        self.dequeue(vm, host);
         error.is_none() && self.endpoint.is_inference() && (200..300).contains(&self.status)
     }
 }
@@ -682,18 +709,27 @@ struct TokenRecorder<'a> {
     itl_id: &'a mut Option<u32>,
     tokens: &'a mut u64,
     itl_sum: &'a mut u64,
+    /// Set while the request counts in `queued_requests` (under `model`).
+    queued: &'a mut bool,
 }
 
 impl TokenRecorder<'_> {
     fn tokens(&mut self, k: u32) {
         *self.tokens += u64::from(k);
         match self.clock.on_tokens(self.now, k) {
-            TokenTiming::First { ttft_us } => self.vm.metrics.record_with_total(
-                self.host,
-                (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
-                Series::model_only(self.model),
-                ttft_us,
-            ),
+            TokenTiming::First { ttft_us } => {
+                let m = &mut self.vm.metrics;
+                let series = Series::model_only(self.model);
+                m.record_with_total(
+                    self.host,
+                    (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
+                    series,
+                    ttft_us,
+                );
+                if std::mem::take(self.queued) {
+                    m.increment(self.host, Metric::QueuedRequests, series, -1);
+                }
+            }
             TokenTiming::Next { itl_us, samples } => {
                 if self.itl_id.is_none() {
                     *self.itl_id = self.vm.metrics.id(

@@ -11,6 +11,9 @@ use hashbrown::{HashMap, HashSet};
 pub enum Metric {
     RequestsTotal,
     InflightRequests,
+    /// Requests whose body has arrived and that have no first token yet (Dynamo's
+    /// `queued_requests`): waiting in the worker's queue or in prefill.
+    QueuedRequests,
     OutputTokensTotal,
     TimeToFirstToken,
     InterTokenLatency,
@@ -32,6 +35,7 @@ impl Metric {
         match self {
             Metric::RequestsTotal => "requests_total",
             Metric::InflightRequests => "inflight_requests",
+            Metric::QueuedRequests => "queued_requests",
             Metric::OutputTokensTotal => "output_tokens_total",
             Metric::TimeToFirstToken => "time_to_first_token_microseconds",
             Metric::InterTokenLatency => "inter_token_latency_microseconds",
@@ -56,7 +60,7 @@ impl Metric {
             | Metric::RequestDurationTotal
             | Metric::InputSequenceTokensTotal
             | Metric::OutputSequenceTokensTotal => MetricKind::Counter,
-            Metric::InflightRequests => MetricKind::Gauge,
+            Metric::InflightRequests | Metric::QueuedRequests => MetricKind::Gauge,
             _ => MetricKind::Histogram,
         }
     }

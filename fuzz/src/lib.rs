@@ -133,6 +133,7 @@ pub fn assert_label_value_safe(value: &str) {
 const SUFFIXES: &[&str] = &[
     "requests_total",
     "inflight_requests",
+    "queued_requests",
     "output_tokens_total",
     "time_to_first_token_microseconds",
     "inter_token_latency_microseconds",

@@ -530,11 +530,14 @@ fn the_answers_model_is_the_label() {
         host.value(&format!("llm_requests_total.model=.=tiny;.;endpoint=.=chat_completions;.;request_type=.={request_type};.;status=.=success;.;error_type=.=;.;"))
     };
     assert_eq!((ok("stream"), ok("unary")), (25, 25));
-    // `other` held the junk requests' in-flight +1 until their answers named the model.
-    assert!(!names
-        .iter()
-        .any(|n| n.contains("model=.=other;.;") && !n.starts_with("llm_inflight_requests")));
+    // `other` held the junk requests' in-flight and queued +1 until their answers named the
+    // model.
+    assert!(!names.iter().any(|n| n.contains("model=.=other;.;")
+        && !n.starts_with("llm_inflight_requests")
+        && !n.starts_with("llm_queued_requests")));
     assert_eq!(host.value("llm_inflight_requests.model=.=other;.;"), 0);
+    assert_eq!(host.value("llm_queued_requests.model=.=other;.;"), 0);
+    assert_eq!(host.value("llm_queued_requests.model=.=tiny;.;"), 0);
     assert_eq!(
         host.samples("llm_time_to_first_token_microseconds.model=.=tiny;.;")
             .len(),
@@ -564,4 +567,50 @@ fn the_answers_model_is_the_label() {
     s.on_response_body(&mut vm, &host, DONE.as_bytes(), true);
     s.on_log(&mut vm, &host);
     assert_eq!(host.value("llm_inflight_requests.model=.=served;.;"), 0);
+}
+
+/// `queued_requests`: from the request's end to its first token (a role event is none), or
+/// to an answer that brings no token; a 501 is `not_implemented`.
+#[test]
+fn a_request_is_queued_until_its_first_token() {
+    const QUEUED: &str = "llm_queued_requests.model=.=m;.;";
+    let mut r = Rig::new();
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    assert_eq!(r.host.value(QUEUED), 1);
+    r.respond(&mut s, 200, "text/event-stream");
+    r.chunk(&mut s, 5, ROLE);
+    assert_eq!(
+        r.host.value(QUEUED),
+        1,
+        "prefill: headers and a role event, no token"
+    );
+    r.chunk(&mut s, 5, &content("a"));
+    assert_eq!(r.host.value(QUEUED), 0);
+    r.chunk(&mut s, 5, DONE);
+    r.end(&mut s);
+    assert_eq!(r.host.value(QUEUED), 0);
+    // Unary: queued until the answer, which carries every token at once.
+    let mut s = r.start(CHAT, r#"{"model":"m"}"#);
+    r.respond(&mut s, 200, "application/json");
+    r.chunk(&mut s, 5, r#"{"choices":[{"message":{"content":"hi"}}],"#);
+    assert_eq!(r.host.value(QUEUED), 1);
+    r.end(&mut s);
+    assert_eq!(r.host.value(QUEUED), 0);
+    // An error answer brings no token: no longer queued once it starts.
+    for (status, error) in [(500, "internal"), (501, "not_implemented")] {
+        let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+        r.respond(&mut s, status, "application/json");
+        assert_eq!(r.host.value(QUEUED), 0, "{status}");
+        r.end(&mut s);
+        assert_eq!(
+            r.requests(&err_labels("chat_completions", "stream", error)),
+            1,
+            "{status}"
+        );
+    }
+    // A client gone before any answer: queued until the stream is over.
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    assert_eq!(r.host.value(QUEUED), 1);
+    s.on_log(&mut r.vm, &r.host);
+    assert_eq!(r.host.value(QUEUED), 0);
 }

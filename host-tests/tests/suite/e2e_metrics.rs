@@ -418,14 +418,20 @@ fn failures_land_in_their_error_type() {
     // by their 200).
     let sim = sim::spawn(SimConfig::default()).expect("gpu-sim starts");
     let envoy = Envoy::start(&EnvoyOptions {
-        plugin_config: r#"{"models":["e-500","e-429","e-404"]}"#.into(),
+        plugin_config: r#"{"models":["e-500","e-501","e-429","e-404"]}"#.into(),
         ..EnvoyOptions::new(sim.addr)
     })
     .expect("Envoy starts");
     let stream = r#""stream":true"#;
     type Headers = &'static [(&'static str, &'static str)];
-    let cases: [(&str, Headers, u16, &str); 6] = [
+    let cases: [(&str, Headers, u16, &str); 7] = [
         ("e-500", &[("x-sim-fail-status", "500")], 500, "internal"),
+        (
+            "e-501",
+            &[("x-sim-fail-status", "501")],
+            501,
+            "not_implemented",
+        ),
         ("e-429", &[("x-sim-fail-status", "429")], 429, "overload"),
         ("e-404", &[("x-sim-fail-status", "404")], 404, "not_found"),
         (
@@ -472,7 +478,9 @@ fn failures_land_in_their_error_type() {
     // admin thread reads). A gauge that never returns to 0 still fails below, after WAIT.
     let scrape = envoy
         .prometheus_when(WAIT, |s| {
-            s.sum("llm_requests_total", &[]) >= 7.0 && s.sum("llm_inflight_requests", &[]) == 0.0
+            s.sum("llm_requests_total", &[]) >= 8.0
+                && s.sum("llm_inflight_requests", &[]) == 0.0
+                && s.sum("llm_queued_requests", &[]) == 0.0
         })
         .unwrap();
     let mut all = cases
@@ -503,6 +511,11 @@ fn failures_land_in_their_error_type() {
         );
         assert_eq!(
             scrape.value("llm_inflight_requests", &[("model", model)]),
+            Some(0.0),
+            "{model}"
+        );
+        assert_eq!(
+            scrape.value("llm_queued_requests", &[("model", model)]),
             Some(0.0),
             "{model}"
         );
@@ -549,4 +562,48 @@ fn worker_down_is_unavailable() {
         "{:?}",
         scrape.find("llm_requests_total", &[]).collect::<Vec<_>>()
     );
+}
+
+/// `queued_requests` through Envoy: 1 while the worker holds the first token back (gpu-sim
+/// `x-sim-ttft-ms`), seen by a scrape made before the client had that token; 0 once it
+/// streamed.
+#[test]
+fn a_request_waiting_for_its_first_token_is_queued() {
+    let (_sim, envoy) = start(SimConfig::default());
+    let listener = envoy.listener;
+    let sent = std::time::Instant::now();
+    let client = std::thread::spawn(move || {
+        let h = [
+            ("content-type", "application/json"),
+            ("x-request-id", "queued"),
+            ("x-sim-ttft-ms", "2500"),
+        ];
+        let body = chat_body("q-model", r#""stream":true"#);
+        request_blocking(listener, "POST", "/v1/chat/completions", &h, body).expect("request")
+    });
+    let scrape = envoy
+        .prometheus_when(WAIT, |s| {
+            s.value("llm_queued_requests", &[("model", "q-model")]) == Some(1.0)
+                || s.value("llm_queued_requests", &[("model", "other")]) == Some(1.0)
+        })
+        .expect("a scrape showing the request queued");
+    let seen_queued = sent.elapsed();
+    let r = client.join().unwrap();
+    let (first_token, _) = r
+        .events()
+        .into_iter()
+        .find(|(_, d)| d.contains("\"content\":\"") && !d.contains("\"content\":\"\""))
+        .expect("a token");
+    assert!(
+        seen_queued < first_token,
+        "the queued scrape ended {seen_queued:?} after sending, the client's first token came at {first_token:?}"
+    );
+    assert_eq!(scrape.sum("llm_inflight_requests", &[]), 1.0);
+    envoy
+        .prometheus_when(WAIT, |s| {
+            s.sum("llm_queued_requests", &[]) == 0.0
+                && s.sum("llm_inflight_requests", &[]) == 0.0
+                && s.sum("llm_requests_total", &[]) == 1.0
+        })
+        .expect("queued and inflight back to 0");
 }

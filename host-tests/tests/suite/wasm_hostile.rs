@@ -4,7 +4,7 @@
 //!
 //! Every case checks the same three promises (DESIGN §6): the bytes leaving the filter are the
 //! bytes that came in, in both directions, and nothing paused; the VM never traps; every
-//! `inflight_requests` gauge is back to 0. Every metric name stays well formed.
+//! `inflight_requests` and `queued_requests` gauge is back to 0. Every metric name stays well formed.
 
 use host_tests::artifacts::llm_pulse_host;
 use std::collections::BTreeSet;
@@ -112,6 +112,7 @@ const KEYS: &[&str] = &["model", "endpoint", "request_type", "status", "error_ty
 const BASES: &[&str] = &[
     "llm_requests_total",
     "llm_inflight_requests",
+    "llm_queued_requests",
     "llm_output_tokens_total",
     "llm_time_to_first_token_microseconds",
     "llm_inter_token_latency_microseconds",
@@ -169,7 +170,7 @@ fn assert_clean(host: &Host) -> BTreeSet<String> {
             let keys: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(keys, KEYS, "{:?}", m.name);
         }
-        if base == "llm_inflight_requests" {
+        if base == "llm_inflight_requests" || base == "llm_queued_requests" {
             assert_eq!(m.gauge(), Some(0), "{:?} did not return to 0", m.name);
         }
     }
