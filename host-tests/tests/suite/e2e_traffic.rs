@@ -183,13 +183,16 @@ fn http1(
     head.push_str("\r\n");
     c.write_all(head.as_bytes()).unwrap();
     let size = body.len().div_ceil(pieces.max(1)).max(1);
+    let mut body_end = Instant::now();
     for (i, piece) in body.chunks(size).enumerate() {
         if i > 0 {
             std::thread::sleep(gap);
         }
+        // Read before the last byte leaves: a descheduled test thread cannot then place the
+        // body's end after the worker already had it.
+        body_end = Instant::now();
         c.write_all(piece).unwrap();
     }
-    let body_end = Instant::now();
     let mut got = Vec::new();
     let mut first_token = None;
     let mut buf = [0u8; 4096];
