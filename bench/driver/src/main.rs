@@ -75,11 +75,11 @@ options:
                        (c) with the client asking include_usage itself (c-asked) or continuous
                        usage too (c-asked-continuous): the worker's extra bytes without a cut;
                        prints their CPU over (c); `--only calls`: host calls per mode
-  --together           lockstep and paced cases: load every setup at the same time in each
-                       round (each Envoy its own streams, all on Envoy's CPU): whatever slows
-                       the machine during a run slows every setup alike, so paired
-                       differences resolve far finer; a lockstep round lasts about
-                       (setups x --seconds)
+  --together           sim, static, paced and lockstep cases: load every setup at the same
+                       time in each round (each Envoy its own streams or h2load, all on
+                       Envoy's CPU): whatever slows the machine during a run slows every
+                       setup alike, so paired differences resolve far finer; a round lasts
+                       about (setups x --seconds)
   --only PART          envoy | micro | calls | sim | static | paced | lockstep | probe: one
                        part, or one Envoy group; `calls`: llm-pulse's host calls, VM memory
                        per stream and .wasm size (wasmtime, counted, untimed)
@@ -738,6 +738,19 @@ impl CaseResult {
         let hi = d.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Some((median(d.into_iter()), lo, hi))
     }
+
+    /// Median and range over rounds of the paired ratio `x / y` of CPU per request.
+    fn ratio(&self, x: &str, y: &str) -> Option<(f64, f64, f64)> {
+        let (rx, ry) = (self.runs.get(x)?, self.runs.get(y)?);
+        let q: Vec<f64> = rx
+            .iter()
+            .zip(ry)
+            .map(|(a, b)| a.cpu_us_per_request() / b.cpu_us_per_request())
+            .collect();
+        let lo = q.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = q.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((median(q.into_iter()), lo, hi))
+    }
 }
 
 fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
@@ -949,8 +962,7 @@ fn run_case(
     }
     let log = dir.join("h2load.log");
     // n requests on c connections (a lockstep run: c streams, n / c requests each in turn),
-    // on the Envoy of each key; more than one key only for lockstep runs, which then load
-    // those Envoys at the same time (`--together`).
+    // on the Envoy of each key; several keys (`--together`) load those Envoys at the same time.
     let mut load_on = |keys: &[&str], n: u64, c: u32, extra: &[String]| -> Result<Vec<Run>> {
         if let Some(style) = case.lockstep {
             let Upstream::Lockstep(ls) = &mut *upstream else {
@@ -973,7 +985,7 @@ fn run_case(
         }
         let mut headers = case.headers.clone();
         headers.extend_from_slice(extra);
-        // Several Envoys (paced --together): one h2load each, all at once, each with its own
+        // Several Envoys (--together): one h2load each, all at once, each with its own
         // request log; each run reads its own Envoy's CPU around it.
         let envoys = &*envoys;
         std::thread::scope(|scope| {
@@ -1087,8 +1099,8 @@ fn run_case(
         .collect::<Result<_>>()?;
     let mut runs: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     for round in 0..args.rounds {
-        // `--together` (lockstep, paced): every setup loaded at once, one run per round.
-        let together: Vec<Run> = if args.together && (case.lockstep.is_some() || case.paced) {
+        // `--together`: every setup loaded at once, one run per round.
+        let together: Vec<Run> = if args.together && case.group != "probe" {
             let keys: Vec<&str> = setups.iter().map(|s| s.key.as_str()).collect();
             load_on(&keys, n, c, &[])?
         } else {
@@ -1335,14 +1347,15 @@ fn usage_table(out: &mut String, results: &[&CaseResult]) {
     out.push_str(
         "\nusage_stats: Envoy CPU over (c) (llm-pulse, usage_stats off, the client asks no usage: \
          the worker sends none), per request and per SSE event of the answer without usage \
-         (per request / events); medians of the per-round paired differences [min, max]. \
+         (per request / events), and as a ratio of CPU per request; medians of the per-round \
+         paired differences and ratios [min, max]. \
          final and continuous: the worker sends usage the filter asked for and cuts; asked: \
          the client asks for it, the worker sends the same bytes, nothing is cut\n\n",
     );
     out.push_str(
-        "| case | events / req | setup | client body bytes / req | over µs/req | over µs/event |\n",
+        "| case | events / req | setup | client body bytes / req | over µs/req | over µs/event | ratio |\n",
     );
-    out.push_str("| --- | ---: | --- | ---: | ---: | ---: |\n");
+    out.push_str("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
     let range = |d: Option<(f64, f64, f64)>, per: f64| match d {
         Some((m, lo, hi)) if per > 0.0 => {
             format!("{:+.2} [{:+.2}, {:+.2}]", m / per, lo / per, hi / per)
@@ -1360,8 +1373,12 @@ fn usage_table(out: &mut String, results: &[&CaseResult]) {
         let mut row = |x: &str, y: &str, what: String| {
             if r.runs.contains_key(x) && r.runs.contains_key(y) {
                 let d = (x != y).then(|| r.diff(x, y)).flatten();
+                let q = match (x != y).then(|| r.ratio(x, y)).flatten() {
+                    Some((m, lo, hi)) => format!("{m:.3} [{lo:.3}, {hi:.3}]"),
+                    None => "—".to_string(),
+                };
                 out.push_str(&format!(
-                    "| {} | {} | {what} | {} | {} | {} |\n",
+                    "| {} | {} | {what} | {} | {} | {} | {q} |\n",
                     r.name,
                     r.events,
                     bytes(x),
