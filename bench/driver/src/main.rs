@@ -1970,6 +1970,42 @@ mod micro {
         out
     }
 
+    /// Host calls of one unary chat request (`"stream": false`, a JSON answer with usage) by
+    /// llm-pulse with `usage_stats` `mode`: the filter cannot know it will not edit it until
+    /// it has read the body.
+    fn unary_calls(wasm: &Path, mode: &str) -> Result<BTreeMap<String, u64>> {
+        let config = format!(r#"{{"usage_stats":"{mode}"}}"#);
+        let mut host = HostBuilder::new(wasm)
+            .plugin_config(config.as_str())
+            .property(&["xds", "cluster_name"], CLUSTER)
+            .start()?;
+        let body = super::chat_request("hello", false, 8, UsageAsk::None);
+        let answer = super::upstreams::unary_answer(8);
+        let json = [(":status", "200"), ("content-type", "application/json")];
+        let one = |host: &mut Host| -> Result<()> {
+            let s = host.new_stream()?;
+            host.send_request_headers(s, REQUEST_HEADERS, false)?;
+            host.send_request_body(s, &body, true)?;
+            host.send_response_headers(s, &json, false)?;
+            host.send_response_body(s, answer.as_bytes(), true)?;
+            host.complete_stream(s)
+        };
+        for _ in 0..3 {
+            one(&mut host)?;
+        }
+        let before = host.host_calls(0)?;
+        one(&mut host)?;
+        Ok(host
+            .host_calls(0)?
+            .into_iter()
+            .map(|(k, v)| {
+                let d = v - before.get(&k).copied().unwrap_or(0);
+                (k, d)
+            })
+            .filter(|(_, d)| *d > 0)
+            .collect())
+    }
+
     /// The usage modes `--only calls --usage` counts: (column, usage_stats, client's ask).
     const USAGE_MODES: [(&str, &str, UsageAsk); 5] = [
         ("off", "off", UsageAsk::None),
@@ -2032,6 +2068,16 @@ mod micro {
             modes.push((name, calls));
         }
         let mut text = usage_calls_table(&modes);
+        for mode in ["off", "final"] {
+            let calls = unary_calls(pulse, mode)?;
+            let all: u64 = calls.values().sum();
+            let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            text.push_str(&format!(
+                "Host calls per unary request, usage_stats {mode}: {all} ({})\n",
+                list.join(", ")
+            ));
+            json.insert(format!("unary_{mode}"), serde_json::json!(calls));
+        }
         for mode in ["final", "continuous"] {
             let config = format!(r#"{{"usage_stats":"{mode}"}}"#);
             let mem = memory_per_stream(pulse, &config, 4096)?;
