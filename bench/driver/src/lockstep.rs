@@ -9,15 +9,20 @@
 //!   reads one event per read by construction, with no timer involved. The stream is named by
 //!   the request's `x-bench-stream: K` header; `x-bench-json: spaced|compact` and
 //!   `x-bench-tokens: N` choose the bytes, the same as the paced and static cases
-//!   ([`upstreams::chat_event`], [`upstreams::DONE`]).
-//! - **Client**: on the stdin command `run ENVOY_ADDR STREAMS BATCHES TOKENS compact|spaced` it
-//!   (with several comma-separated addresses: for each Envoy at the same time, `--together`)
-//!   drives `STREAMS` keep-alive connections to Envoy concurrently, each sending `BATCHES`
+//!   ([`upstreams::chat_event`], [`upstreams::DONE`]), and the body's `stream_options` the
+//!   usage in them as vLLM sends it ([`UsageAsk`]). A usage-only event goes out in one write
+//!   with `[DONE]`: the filter may cut it, and a client waiting for it would wait forever.
+//! - **Client**: on the stdin command `run ENVOY_ADDR STREAMS BATCHES TOKENS compact|spaced
+//!   [ASK]` it (with several comma-separated addresses: for each Envoy at the same time,
+//!   `--together`; ASK is one `none|final|continuous` per address, what its client's
+//!   `stream_options` asks for, `none` if left out) drives `STREAMS` keep-alive connections to
+//!   Envoy concurrently, each sending `BATCHES`
 //!   streamed chat requests one after another; each complete SSE event it receives (ends with
 //!   a blank line; events split across reads and the chunk framing are handled) releases the
 //!   next event of the same stream upstream (an in-process channel per stream K). When all
-//!   are done it prints `done EVENTS ELAPSED_MS P50_US P99_US` (events received; wall time of
-//!   the run; median and 99th percentile of the requests' wall times), or `error MSG`, and
+//!   are done it prints `done EVENTS ELAPSED_MS P50_US P99_US BYTES` (events received; wall
+//!   time of the run; median and 99th percentile of the requests' wall times; body bytes
+//!   received), or `error MSG`, and
 //!   waits for the next command. Connections are kept per Envoy address across runs (the
 //!   first run on an Envoy opens them: the warm-up); a run that fails drops its connections.
 //!
@@ -36,20 +41,21 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::upstreams::{chat_event, JsonStyle, DONE};
+use crate::upstreams::{answer_tail, chat_event, find, JsonStyle, UsageAsk};
 
 /// The client side's signal to upstream stream K: one message per event received.
 type Registry = Arc<Mutex<HashMap<u64, mpsc::UnboundedReceiver<()>>>>;
 
-/// An answer's writes, rendered once per (tokens, JSON style): the head with the role event,
-/// then one chunk per token, then `[DONE]` with the terminating chunk.
+/// An answer's writes, rendered once per (tokens, JSON style, usage asked): the head with the
+/// role event, then one chunk per token, then the usage event if asked and `[DONE]`, with the
+/// terminating chunk.
 type Frames = Arc<Vec<Vec<u8>>>;
-type FrameCache = Arc<Mutex<HashMap<(u32, bool), Frames>>>;
+type FrameCache = Arc<Mutex<HashMap<(u32, bool, UsageAsk), Frames>>>;
 
-fn frames(cache: &FrameCache, tokens: u32, style: JsonStyle) -> Frames {
+fn frames(cache: &FrameCache, tokens: u32, style: JsonStyle, usage: UsageAsk) -> Frames {
     let mut cache = cache.lock().unwrap();
     cache
-        .entry((tokens, style == JsonStyle::Spaced))
+        .entry((tokens, style == JsonStyle::Spaced, usage))
         .or_insert_with(|| {
             let chunk = |event: &str| format!("{:x}\r\n{event}\r\n", event.len());
             let mut out = Vec::with_capacity(tokens as usize + 2);
@@ -58,12 +64,20 @@ fn frames(cache: &FrameCache, tokens: u32, style: JsonStyle) -> Frames {
             out.push(format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
                  cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n{}",
-                chunk(&chat_event(None, style))
+                chunk(&chat_event(None, style, usage, 0))
             ));
             for i in 0..tokens {
-                out.push(chunk(&chat_event(Some(&format!(" t{i}")), style)));
+                out.push(chunk(&chat_event(
+                    Some(&format!(" t{i}")),
+                    style,
+                    usage,
+                    i + 1,
+                )));
             }
-            out.push(format!("{}0\r\n\r\n", chunk(DONE)));
+            out.push(format!(
+                "{}0\r\n\r\n",
+                chunk(&answer_tail(tokens, style, usage))
+            ));
             Arc::new(out.into_iter().map(String::into_bytes).collect())
         })
         .clone()
@@ -86,6 +100,8 @@ pub struct Outcome {
     pub seconds: f64,
     pub p50_us: f64,
     pub p99_us: f64,
+    /// Response body bytes the client received (chunk data, without the framing).
+    pub bytes: u64,
 }
 
 impl Lockstep {
@@ -115,16 +131,23 @@ impl Lockstep {
         batches: u64,
         tokens: u32,
         style: JsonStyle,
+        asks: &[UsageAsk],
     ) -> Result<Vec<Outcome>> {
         let style = match style {
             JsonStyle::Compact => "compact",
             JsonStyle::Spaced => "spaced",
         };
         let addrs: Vec<String> = envoys.iter().map(|a| a.to_string()).collect();
+        let asks: Vec<&str> = envoys
+            .iter()
+            .enumerate()
+            .map(|(i, _)| asks.get(i).copied().unwrap_or_default().name())
+            .collect();
         writeln!(
             self.stdin,
-            "run {} {streams} {batches} {tokens} {style}",
-            addrs.join(",")
+            "run {} {streams} {batches} {tokens} {style} {}",
+            addrs.join(","),
+            asks.join(",")
         )?;
         self.stdin.flush()?;
         let mut line = String::new();
@@ -150,6 +173,7 @@ impl Lockstep {
                     seconds: num(1)? / 1e3,
                     p50_us: num(2)?,
                     p99_us: num(3)?,
+                    bytes: num(4)? as u64,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -236,6 +260,7 @@ async fn serve_connection(mut sock: TcpStream, registry: Registry, cache: FrameC
         };
         let style = request.json_style();
         let tokens = request.tokens(256);
+        let usage = request.usage();
         let stream: Option<u64> = request
             .header("x-bench-stream")
             .and_then(|v| v.parse().ok());
@@ -252,7 +277,7 @@ async fn serve_connection(mut sock: TcpStream, registry: Registry, cache: FrameC
             }
             continue;
         };
-        let frames = frames(&cache, tokens, style);
+        let frames = frames(&cache, tokens, style, usage);
         for (i, frame) in frames.iter().enumerate() {
             // From the first token on: the client has the previous event (or gave up: drop
             // the connection).
@@ -278,10 +303,11 @@ struct Conn {
 
 /// One stdin command; `Ok` is the line to print.
 ///
-/// `run ENVOY_ADDR[,ENVOY_ADDR...] STREAMS BATCHES TOKENS compact|spaced`: with several
-/// addresses, every Envoy gets its own `STREAMS` streams and all run at the same time (the
-/// `--together` rounds: whatever slows the machine down during a run slows every setup alike);
-/// the answer is one `done` group per address, separated by `;`.
+/// `run ENVOY_ADDR[,ENVOY_ADDR...] STREAMS BATCHES TOKENS compact|spaced [ASK[,ASK...]]`:
+/// with several addresses, every Envoy gets its own `STREAMS` streams and all run at the same
+/// time (the `--together` rounds: whatever slows the machine down during a run slows every
+/// setup alike); ASK is what each address's client asks for in `stream_options`; the answer is
+/// one `done` group per address, separated by `;`.
 async fn command(
     line: &str,
     pools: &mut HashMap<SocketAddr, Vec<Conn>>,
@@ -289,8 +315,20 @@ async fn command(
     next_stream: &Arc<AtomicU64>,
 ) -> Result<String> {
     let f: Vec<&str> = line.split_whitespace().collect();
-    let ["run", addrs, streams, batches, tokens, style] = f.as_slice() else {
-        bail!("want `run ENVOY_ADDR[,ENVOY_ADDR...] STREAMS BATCHES TOKENS compact|spaced`, got {line:?}");
+    let (["run", addrs, streams, batches, tokens, style]
+    | ["run", addrs, streams, batches, tokens, style, _]) = f.as_slice()
+    else {
+        bail!("want `run ENVOY_ADDR[,ENVOY_ADDR...] STREAMS BATCHES TOKENS compact|spaced [ASK[,ASK...]]`, got {line:?}");
+    };
+    let asks: Vec<UsageAsk> = match f.get(6) {
+        Some(list) => list
+            .split(',')
+            .map(|a| {
+                UsageAsk::from_name(a)
+                    .ok_or_else(|| anyhow!("ASK: want none, final or continuous, got {a}"))
+            })
+            .collect::<Result<_>>()?,
+        None => Vec::new(),
     };
     let addrs: Vec<SocketAddr> = addrs
         .split(',')
@@ -308,7 +346,7 @@ async fn command(
         bail!("STREAMS and BATCHES must be at least 1");
     }
     let mut runs = Vec::new();
-    for &addr in &addrs {
+    for (i, &addr) in addrs.iter().enumerate() {
         let mut conns = pools.remove(&addr).unwrap_or_default();
         while conns.len() < streams {
             let sock = TcpStream::connect(addr)
@@ -328,6 +366,7 @@ async fn command(
             batches,
             tokens,
             style,
+            asks.get(i).copied().unwrap_or_default(),
         );
         runs.push((addr, spare, run));
     }
@@ -382,7 +421,7 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
 }
 
 /// One Envoy's part of a run: each connection sends `batches` requests one after another,
-/// all connections at once. The outcome is `EVENTS ELAPSED_MS P50_US P99_US`; the
+/// all connections at once. The outcome is `EVENTS ELAPSED_MS P50_US P99_US BYTES`; the
 /// connections that finished cleanly come back for the next run.
 async fn run_on(
     conns: Vec<Conn>,
@@ -391,14 +430,15 @@ async fn run_on(
     batches: u64,
     tokens: u32,
     style: &'static str,
+    ask: UsageAsk,
 ) -> (Result<String>, Vec<Conn>) {
-    let body = super::chat_request("hello", true, tokens);
+    let body = super::chat_request("hello", true, tokens, ask);
     let t0 = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for mut conn in conns {
         let (registry, next_stream, body) = (registry.clone(), next_stream.clone(), body.clone());
         set.spawn(async move {
-            let mut out = (0u64, Vec::with_capacity(batches as usize));
+            let mut out = (0u64, Vec::with_capacity(batches as usize), 0u64);
             for _ in 0..batches {
                 let k = next_stream.fetch_add(1, Ordering::Relaxed);
                 let r = tokio::time::timeout(
@@ -409,9 +449,10 @@ async fn run_on(
                 // Whatever happened, the upstream no longer waits on this stream's channel.
                 registry.lock().unwrap().remove(&k);
                 match r {
-                    Ok(Ok((events, us))) => {
+                    Ok(Ok((events, us, bytes))) => {
                         out.0 += events;
                         out.1.push(us);
+                        out.2 += bytes;
                     }
                     Ok(Err(e)) => return Err(e.context(format!("stream {k}"))),
                     Err(_) => bail!("stream {k}: no end within {STREAM_TIMEOUT:?}"),
@@ -421,13 +462,15 @@ async fn run_on(
         });
     }
     let mut events = 0u64;
+    let mut bytes = 0u64;
     let mut latencies: Vec<f64> = Vec::new();
     let mut kept = Vec::new();
     let mut failure: Option<anyhow::Error> = None;
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok(Ok((conn, (n, us)))) => {
+            Ok(Ok((conn, (n, us, b)))) => {
                 events += n;
+                bytes += b;
                 latencies.extend(us);
                 kept.push(conn);
             }
@@ -449,7 +492,7 @@ async fn run_on(
         latencies[i.min(latencies.len() - 1)]
     };
     let done = format!(
-        "{events} {:.3} {:.0} {:.0}",
+        "{events} {:.3} {:.0} {:.0} {bytes}",
         elapsed.as_secs_f64() * 1e3,
         pct(0.5),
         pct(0.99)
@@ -458,7 +501,7 @@ async fn run_on(
 }
 
 /// One streamed chat request on `conn` as stream `k`: (SSE events received, µs from the
-/// request's first byte written to the terminating chunk read).
+/// request's first byte written to the terminating chunk read, body bytes received).
 async fn request(
     conn: &mut Conn,
     registry: &Registry,
@@ -466,7 +509,7 @@ async fn request(
     body: &[u8],
     tokens: u32,
     style: &str,
-) -> Result<(u64, f64)> {
+) -> Result<(u64, f64, u64)> {
     let (tx, rx) = mpsc::unbounded_channel();
     registry.lock().unwrap().insert(k, rx);
     let mut req = format!(
@@ -503,6 +546,7 @@ async fn request(
     // Chunked body: size line, data, CRLF, ...; `0`, trailers, empty line. An event ends at
     // its blank line ("\n\n"), wherever the reads and the chunks cut it.
     let mut events = 0u64;
+    let mut bytes = 0u64;
     let mut after_newline = false;
     loop {
         let line_end = loop {
@@ -516,13 +560,14 @@ async fn request(
         let size =
             usize::from_str_radix(hex, 16).with_context(|| format!("chunk size line {line:?}"))?;
         buf.drain(..line_end + 2);
+        bytes += size as u64;
         if size == 0 {
             // Trailers (none expected) up to the empty line.
             loop {
                 match find(buf, b"\r\n") {
                     Some(0) => {
                         buf.drain(..2);
-                        return Ok((events, t0.elapsed().as_secs_f64() * 1e6));
+                        return Ok((events, t0.elapsed().as_secs_f64() * 1e6, bytes));
                     }
                     Some(i) => {
                         buf.drain(..i + 2);
@@ -569,10 +614,6 @@ async fn read_more(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,7 +631,7 @@ mod tests {
     #[test]
     fn frames_are_the_standard_answer() {
         for style in [JsonStyle::Compact, JsonStyle::Spaced] {
-            let f = frames(&FrameCache::default(), 5, style);
+            let f = frames(&FrameCache::default(), 5, style, UsageAsk::None);
             assert_eq!(f.len(), 7);
             let mut body = String::new();
             for (i, frame) in f.iter().enumerate() {
@@ -623,6 +664,18 @@ mod tests {
                 let f: Vec<&str> = done.split_whitespace().collect();
                 assert_eq!(f[..2], ["done", &(3 * 2 * 18).to_string()], "{done}");
             }
+            // A client asking for usage gets the usage event too (no filter cuts it here),
+            // and more bytes: the usage members.
+            let mut bytes = Vec::new();
+            for ask in ["none", "final", "continuous"] {
+                let line = format!("run {addr} 3 2 16 compact {ask}");
+                let done = command(&line, &mut pools, &registry, &next).await.unwrap();
+                let f: Vec<&str> = done.split_whitespace().collect();
+                let events = 3 * 2 * if ask == "none" { 18 } else { 19 };
+                assert_eq!(f[..2], ["done", &events.to_string()], "{done}");
+                bytes.push(f[5].parse::<u64>().unwrap());
+            }
+            assert!(bytes[0] < bytes[1] && bytes[1] < bytes[2], "{bytes:?}");
             // Connections kept for the next run, channels all taken or removed.
             assert_eq!(pools[&addr].len(), 3);
             assert!(registry.lock().unwrap().is_empty());
@@ -669,10 +722,12 @@ mod tests {
                 buf: Vec::new(),
             };
             let registry: Registry = Arc::default();
-            let (events, _) = request(&mut conn, &registry, 1, b"{}", 3, "compact")
+            let (events, _, bytes) = request(&mut conn, &registry, 1, b"{}", 3, "compact")
                 .await
                 .unwrap();
             assert_eq!(events, 5);
+            let answer = crate::upstreams::sse_answer(3, JsonStyle::Compact);
+            assert_eq!(bytes, answer.len() as u64);
             assert!(conn.buf.is_empty());
         });
     }

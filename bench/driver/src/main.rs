@@ -2,8 +2,8 @@
 //! `docs/benchmarks.md`). Two parts:
 //!
 //! - `envoy`: Envoys on this machine, `--concurrency 1`, pinned to CPU 0: (a) without a wasm
-//!   filter, (b) with the no-op proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse,
-//!   (d) with the same module as (b) in its "floor" mode (copies each response chunk into the
+//!   filter, (b) with the no-op proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse
+//!   (`usage_stats` off, so every setup gets the same bytes from the worker), (d) with the same module as (b) in its "floor" mode (copies each response chunk into the
 //!   VM, reads the clock, records one histogram sample per SSE event: the host calls any
 //!   per-token meter must make), loaded in turn (interleaved, order rotated per round) by
 //!   `h2load` (the lockstep group by its own client). Case groups, each with its own upstream
@@ -20,6 +20,10 @@
 //!     and client in one process): one event per read by construction, no timer, Envoy busy;
 //!   - `probe`: the price of each host-call kind in Envoy's V8 (probe modes of the no-op
 //!     module, `bench/noop-filter`): CPU over the no-op divided by the calls it made.
+//!
+//!   `--usage` adds llm-pulse with `usage_stats` final and continuous, and (c) with a client
+//!   that asks for the same usage itself, in the groups whose worker answers `stream_options`
+//!   as vLLM does (sim, paced, lockstep): what the request edit and the cuts cost over (c).
 //!
 //!   Per run: Envoy CPU (deltas of its threads' `/proc/<pid>/task/*/schedstat`, ns); medians over rounds; per
 //!   case the CPU per request and per SSE event of llm-pulse over the no-op and over the floor.
@@ -43,7 +47,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use host_tests::envoy::{Envoy, EnvoyOptions};
-use upstreams::JsonStyle;
+use upstreams::{JsonStyle, UsageAsk};
 
 const USAGE: &str = "\
 usage: bench [options]
@@ -62,12 +66,20 @@ options:
                        (default 0: as many as make a run last about --seconds, calibrated
                        on the warm-up); cheap enough for --rounds 21
   --setups A,B         sim/static/paced/lockstep groups: only these of the setups a, b, c, d
-                       (variants always run); with --together, fewer Envoys share the CPU
-  --together           lockstep and paced cases: load every setup at the same time in each
-                       round (each Envoy its own streams, all on Envoy's CPU): whatever slows
-                       the machine during a run slows every setup alike, so paired
-                       differences resolve far finer; a lockstep round lasts about
-                       (setups x --seconds)
+                       (and, with --usage, c-final, c-continuous, c-asked,
+                       c-asked-continuous; variants always run); with --together, fewer
+                       Envoys share the CPU
+  --usage              sim, paced and lockstep groups (their workers answer stream_options as
+                       vLLM does): also llm-pulse with usage_stats final (c-final) and
+                       continuous (c-continuous) beside (c), which runs usage_stats off, and
+                       (c) with the client asking include_usage itself (c-asked) or continuous
+                       usage too (c-asked-continuous): the worker's extra bytes without a cut;
+                       prints their CPU over (c); `--only calls`: host calls per mode
+  --together           sim, static, paced and lockstep cases: load every setup at the same
+                       time in each round (each Envoy its own streams or h2load, all on
+                       Envoy's CPU): whatever slows the machine during a run slows every
+                       setup alike, so paired differences resolve far finer; a round lasts
+                       about (setups x --seconds)
   --only PART          envoy | micro | calls | sim | static | paced | lockstep | probe: one
                        part, or one Envoy group; `calls`: llm-pulse's host calls, VM memory
                        per stream and .wasm size (wasmtime, counted, untimed)
@@ -75,6 +87,8 @@ options:
   --probes A,B         probe group: only these probe modes (clock, get_buffer:1024, ...)
   --variant NAME=PATH  an extra setup in the sim/static/paced groups: another llm-pulse
                        .wasm (an ablation build, an older commit); repeatable
+  --variant-config J   the plugin configuration of every --variant (default {}: a build
+                       with usage_stats runs it as final; (c) runs usage_stats off)
   --gpu-sim PATH       the gpu-sim binary of the sim group (default: beside this binary)
   --json PATH          also write the raw figures as JSON
   --no-pin             do not pin processes with taskset
@@ -99,8 +113,11 @@ struct Args {
     lockstep_batches: u64,
     /// Lockstep cases: every setup loaded at the same time in each round.
     together: bool,
-    /// `--setups`: only these of the standard setups (a, b, c, d); variants always run.
+    /// `--setups`: only these of the standard setups (a, b, c, d, and the usage ones);
+    /// variants always run.
     setups: Option<Vec<String>>,
+    /// `--usage`: the usage_stats setups beside (c).
+    usage: bool,
     envoy: bool,
     micro: bool,
     groups: Vec<&'static str>,
@@ -109,6 +126,7 @@ struct Args {
     /// `--only calls`: the host-call counts alone.
     calls_only: bool,
     variants: Vec<(String, PathBuf)>,
+    variant_config: String,
     gpu_sim: Option<PathBuf>,
     json: Option<PathBuf>,
     pin: bool,
@@ -129,6 +147,7 @@ fn parse_args() -> Result<Args> {
         lockstep_batches: 0,
         together: false,
         setups: None,
+        usage: false,
         envoy: true,
         micro: true,
         groups: GROUPS.to_vec(),
@@ -136,6 +155,7 @@ fn parse_args() -> Result<Args> {
         probes: None,
         calls_only: false,
         variants: Vec::new(),
+        variant_config: "{}".to_string(),
         gpu_sim: None,
         json: None,
         pin: true,
@@ -162,6 +182,8 @@ fn parse_args() -> Result<Args> {
             "--lockstep-batches" => args.lockstep_batches = value()?.parse()?,
             "--together" => args.together = true,
             "--setups" => args.setups = Some(list(value()?)),
+            "--usage" => args.usage = true,
+            "--variant-config" => args.variant_config = value()?,
             "--only" => match value()?.as_str() {
                 "envoy" => args.micro = false,
                 "micro" => args.envoy = false,
@@ -231,7 +253,7 @@ fn main() -> Result<()> {
         json.insert("envoy".into(), results);
     }
     if args.micro {
-        let results = micro::run(&args.noop_wasm, args.tokens, args.calls_only)?;
+        let results = micro::run(&args.noop_wasm, args.tokens, args.calls_only, args.usage)?;
         json.insert("micro".into(), results);
     }
     if let Some(path) = &args.json {
@@ -249,8 +271,9 @@ fn main() -> Result<()> {
 enum Filter {
     /// No wasm filter at all.
     None,
-    /// llm-pulse (`host_tests::artifacts::wasm_path`, or `LLM_PULSE_WASM`).
-    Pulse,
+    /// llm-pulse (`host_tests::artifacts::wasm_path`, or `LLM_PULSE_WASM`) with this
+    /// `usage_stats`.
+    Pulse(&'static str),
     /// `bench/noop-filter` with this plugin configuration.
     Module(String),
     /// Another build of llm-pulse (`--variant`).
@@ -262,6 +285,8 @@ struct Setup {
     key: String,
     label: String,
     filter: Filter,
+    /// What the client asks for in `stream_options` (streamed requests only).
+    ask: UsageAsk,
 }
 
 impl Setup {
@@ -270,7 +295,17 @@ impl Setup {
             key: key.to_string(),
             label: label.to_string(),
             filter,
+            ask: UsageAsk::None,
         }
+    }
+
+    fn asking(self, ask: UsageAsk) -> Setup {
+        Setup { ask, ..self }
+    }
+
+    /// Whether llm-pulse runs in it (its counters are read after each case).
+    fn is_pulse(&self) -> bool {
+        matches!(self.filter, Filter::Pulse(_) | Filter::PulseAt(_))
     }
 }
 
@@ -278,13 +313,49 @@ fn standard_setups() -> Vec<Setup> {
     vec![
         Setup::new("a", "(a) no wasm", Filter::None),
         Setup::new("b", "(b) no-op wasm", Filter::Module("{}".into())),
-        Setup::new("c", "(c) llm-pulse", Filter::Pulse),
+        // usage_stats off: the worker sends every setup the same bytes; the usage edits are
+        // measured apart (--usage).
+        Setup::new("c", "(c) llm-pulse", Filter::Pulse("off")),
         Setup::new(
             "d",
             "(d) host-call floor",
             Filter::Module("\"floor\"".into()),
         ),
     ]
+}
+
+/// `--usage`: llm-pulse's usage_stats modes, and (c) with the client itself asking what the
+/// modes ask (the same bytes from the worker, nothing cut), all against (c).
+fn usage_setups() -> Vec<Setup> {
+    vec![
+        Setup::new(
+            "c-final",
+            "(c-final) llm-pulse, usage_stats final",
+            Filter::Pulse("final"),
+        ),
+        Setup::new(
+            "c-continuous",
+            "(c-continuous) llm-pulse, usage_stats continuous",
+            Filter::Pulse("continuous"),
+        ),
+        Setup::new(
+            "c-asked",
+            "(c-asked) llm-pulse, off, the client asks include_usage",
+            Filter::Pulse("off"),
+        )
+        .asking(UsageAsk::Final),
+        Setup::new(
+            "c-asked-continuous",
+            "(c-asked-continuous) llm-pulse, off, the client asks continuous usage",
+            Filter::Pulse("off"),
+        )
+        .asking(UsageAsk::Continuous),
+    ]
+}
+
+/// Groups whose worker answers `stream_options` (nginx serves its files whatever is asked).
+fn reacts_to_usage(group: &str) -> bool {
+    matches!(group, "sim" | "paced" | "lockstep")
 }
 
 /// Runs once per case beside the others, not timed: callbacks per request.
@@ -324,22 +395,25 @@ struct Case {
     lockstep: Option<JsonStyle>,
 }
 
-fn chat_request(content: &str, stream: bool, tokens: u32) -> Vec<u8> {
-    serde_json::json!({
+/// A chat request; a streamed one with the `stream_options` that asks for `ask`.
+fn chat_request(content: &str, stream: bool, tokens: u32, ask: UsageAsk) -> Vec<u8> {
+    let mut body = serde_json::json!({
         "model": "bench-model",
         "messages": [{"role": "user", "content": content}],
         "stream": stream,
         "max_tokens": tokens,
-    })
-    .to_string()
-    .into_bytes()
+    });
+    if let (true, Some(options)) = (stream, ask.stream_options()) {
+        body["stream_options"] = options;
+    }
+    body.to_string().into_bytes()
 }
 
 fn cases(group: &'static str, args: &Args) -> Vec<Case> {
     let t = args.tokens;
-    let tiny = |stream| chat_request("hello", stream, t);
+    let tiny = |stream| chat_request("hello", stream, t, UsageAsk::None);
     // 100 KiB of prompt: 20,480 five-byte words.
-    let big = || chat_request(&"word ".repeat(100 * 1024 / 5), true, t);
+    let big = || chat_request(&"word ".repeat(100 * 1024 / 5), true, t, UsageAsk::None);
     let file = |name: &str| vec![format!("x-bench-file: {name}")];
     let case = |name: &str, what: String, body, headers, events, paced| Case {
         name: name.to_string(),
@@ -508,12 +582,42 @@ struct Run {
     /// threads (other processes, interrupts: `/proc/stat` ticks minus Envoy's schedstat) and
     /// seconds stolen by the hypervisor, during the run.
     envoy_cpu_others: Option<(f64, f64)>,
+    /// Response body bytes the client received (h2load's `data`; the lockstep client's count).
+    bytes: u64,
 }
 
 impl Run {
     fn cpu_us_per_request(&self) -> f64 {
         self.cpu_s / self.requests as f64 * 1e6
     }
+
+    fn bytes_per_request(&self) -> f64 {
+        self.bytes as f64 / self.requests as f64
+    }
+}
+
+/// `body` as a client asking for `ask` sends it (streamed requests only).
+fn body_asking(body: &[u8], ask: UsageAsk) -> Vec<u8> {
+    let Some(options) = ask.stream_options() else {
+        return body.to_vec();
+    };
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut v) if v["stream"] == true => {
+            v["stream_options"] = options;
+            v.to_string().into_bytes()
+        }
+        _ => body.to_vec(),
+    }
+}
+
+/// The sum of every series of llm-pulse's counter `name` in `envoy` (its admin `/stats`).
+fn counter_sum(envoy: &Envoy, name: &str) -> Result<u64> {
+    let stats = envoy.admin_get(&format!("/stats?filter={name}"))?;
+    Ok(stats
+        .lines()
+        .filter(|l| l.split(": ").next().is_some_and(|k| k.contains(name)))
+        .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
+        .sum())
 }
 
 /// The upstream of a group, kept alive while its Envoys run.
@@ -558,6 +662,7 @@ fn start_envoy(
     setup: &Setup,
     upstream: std::net::SocketAddr,
     noop: &Path,
+    variant_config: &str,
     pin_cpus: &str,
 ) -> Result<Envoy> {
     let opts = EnvoyOptions {
@@ -566,11 +671,13 @@ fn start_envoy(
         wasm_override: match &setup.filter {
             Filter::Module(_) => Some(noop.to_path_buf()),
             Filter::PulseAt(path) => Some(path.clone()),
-            Filter::None | Filter::Pulse => None,
+            Filter::None | Filter::Pulse(_) => None,
         },
         plugin_config: match &setup.filter {
             Filter::Module(config) => config.clone(),
-            _ => "{}".to_string(),
+            Filter::Pulse(usage) => format!(r#"{{"usage_stats":"{usage}"}}"#),
+            Filter::PulseAt(_) => variant_config.to_string(),
+            Filter::None => "{}".to_string(),
         },
         stats_flush: Duration::from_secs(5),
         log_level: "warn".to_string(),
@@ -631,6 +738,19 @@ impl CaseResult {
         let hi = d.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         Some((median(d.into_iter()), lo, hi))
     }
+
+    /// Median and range over rounds of the paired ratio `x / y` of CPU per request.
+    fn ratio(&self, x: &str, y: &str) -> Option<(f64, f64, f64)> {
+        let (rx, ry) = (self.runs.get(x)?, self.runs.get(y)?);
+        let q: Vec<f64> = rx
+            .iter()
+            .zip(ry)
+            .map(|(a, b)| a.cpu_us_per_request() / b.cpu_us_per_request())
+            .collect();
+        let lo = q.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = q.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        Some((median(q.into_iter()), lo, hi))
+    }
 }
 
 fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
@@ -668,9 +788,11 @@ fn envoy_bench(args: &Args) -> Result<serde_json::Value> {
                 "rps_median": median(runs.iter().map(|r| r.rps)),
                 "p50_us_median": median(runs.iter().map(|r| r.p50_us)),
                 "p99_us_median": median(runs.iter().map(|r| r.p99_us)),
+                "body_bytes_per_request_median": median(runs.iter().map(Run::bytes_per_request)),
                 "runs": runs.iter().map(|r| serde_json::json!({
                     "rps": r.rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
                     "cpu_s": r.cpu_s, "requests": r.requests, "seconds": r.seconds,
+                    "body_bytes": r.bytes,
                     "lockstep_process_cpu_s": r.client_cpu_s,
                     "envoy_cpu_others_s": r.envoy_cpu_others.map(|o| o.0),
                     "envoy_cpu_stolen_s": r.envoy_cpu_others.map(|o| o.1),
@@ -760,8 +882,20 @@ fn envoy_groups(
             }
             s
         } else {
+            let usage = if args.usage && reacts_to_usage(group) {
+                usage_setups()
+            } else {
+                if args.usage {
+                    eprintln!(
+                        "bench: group {group}: no usage setups (its worker does not read \
+                         stream_options)"
+                    );
+                }
+                Vec::new()
+            };
             let mut s: Vec<Setup> = standard_setups()
                 .into_iter()
+                .chain(usage)
                 .filter(|s| {
                     args.setups
                         .as_ref()
@@ -781,7 +915,13 @@ fn envoy_groups(
         for s in setups.iter().chain([&counter_setup()]) {
             envoys.insert(
                 s.key.clone(),
-                start_envoy(s, upstream.addr(), &args.noop_wasm, envoy_cpus)?,
+                start_envoy(
+                    s,
+                    upstream.addr(),
+                    &args.noop_wasm,
+                    &args.variant_config,
+                    envoy_cpus,
+                )?,
             );
         }
         for case in group_cases {
@@ -813,12 +953,16 @@ fn run_case(
     envoys: &mut BTreeMap<String, Envoy>,
     upstream: &mut Upstream,
 ) -> Result<CaseResult> {
-    let body_path = dir.join(format!("{}.json", case.name));
-    std::fs::write(&body_path, &case.body)?;
+    // Each setup's request body: the case's, with `stream_options` where its client asks.
+    let mut bodies: BTreeMap<String, (PathBuf, UsageAsk)> = BTreeMap::new();
+    for s in setups.iter().chain([&counter_setup()]) {
+        let path = dir.join(format!("{}-{}.json", case.name, s.key.replace(':', "_")));
+        std::fs::write(&path, body_asking(&case.body, s.ask))?;
+        bodies.insert(s.key.clone(), (path, s.ask));
+    }
     let log = dir.join("h2load.log");
     // n requests on c connections (a lockstep run: c streams, n / c requests each in turn),
-    // on the Envoy of each key; more than one key only for lockstep runs, which then load
-    // those Envoys at the same time (`--together`).
+    // on the Envoy of each key; several keys (`--together`) load those Envoys at the same time.
     let mut load_on = |keys: &[&str], n: u64, c: u32, extra: &[String]| -> Result<Vec<Run>> {
         if let Some(style) = case.lockstep {
             let Upstream::Lockstep(ls) = &mut *upstream else {
@@ -827,6 +971,7 @@ fn run_case(
             // Pinned: Envoy alone on CPU 0 (envoy_bench).
             let envoy_cpu = (!load_cpus.is_empty()).then_some(0);
             let targets: Vec<&Envoy> = keys.iter().map(|k| &envoys[*k]).collect();
+            let asks: Vec<UsageAsk> = keys.iter().map(|k| bodies[*k].1).collect();
             return run_lockstep(
                 ls,
                 &targets,
@@ -835,18 +980,19 @@ fn run_case(
                 n / u64::from(c),
                 args.tokens,
                 style,
+                &asks,
             );
         }
         let mut headers = case.headers.clone();
         headers.extend_from_slice(extra);
-        // Several Envoys (paced --together): one h2load each, all at once, each with its own
+        // Several Envoys (--together): one h2load each, all at once, each with its own
         // request log; each run reads its own Envoy's CPU around it.
         let envoys = &*envoys;
         std::thread::scope(|scope| {
             let runs: Vec<_> = keys
                 .iter()
                 .map(|key| {
-                    let (headers, body_path) = (&headers, &body_path);
+                    let (headers, body_path) = (&headers, &bodies[*key].0);
                     let log = log.with_extension(format!("{}.log", key.replace(':', "_")));
                     scope.spawn(move || {
                         run_h2load(
@@ -953,8 +1099,8 @@ fn run_case(
         .collect::<Result<_>>()?;
     let mut runs: BTreeMap<String, Vec<Run>> = BTreeMap::new();
     for round in 0..args.rounds {
-        // `--together` (lockstep, paced): every setup loaded at once, one run per round.
-        let together: Vec<Run> = if args.together && (case.lockstep.is_some() || case.paced) {
+        // `--together`: every setup loaded at once, one run per round.
+        let together: Vec<Run> = if args.together && case.group != "probe" {
             let keys: Vec<&str> = setups.iter().map(|s| s.key.as_str()).collect();
             load_on(&keys, n, c, &[])?
         } else {
@@ -1012,14 +1158,16 @@ fn run_case(
             ),
         );
     }
-    if setups.iter().any(|s| s.key == "c") {
-        // Sanity: llm-pulse did measure the traffic.
-        let stats = envoys["c"].admin_get("/stats?filter=output_tokens_total")?;
-        let counted: u64 = stats
-            .lines()
-            .filter_map(|l| l.rsplit(": ").next()?.trim().parse::<u64>().ok())
-            .sum();
-        eprintln!("bench: llm-pulse has counted {counted} output tokens so far in (c)");
+    // Sanity: llm-pulse did measure the traffic, with input tokens only where the worker sent
+    // usage (asked by the filter or by the client).
+    for s in setups.iter().filter(|s| s.is_pulse()) {
+        let e = &envoys[&s.key];
+        eprintln!(
+            "bench: {} has counted {} output and {} input tokens so far",
+            s.label,
+            counter_sum(e, "output_tokens_total")?,
+            counter_sum(e, "input_sequence_tokens_total")?
+        );
     }
     Ok(CaseResult {
         name: case.name.clone(),
@@ -1047,18 +1195,21 @@ fn print_tables(results: &[CaseResult], args: &Args, pin: bool) {
     for r in results {
         out.push_str(&format!("\n{}: {}\n", r.name, r.what));
     }
-    out.push_str("\n| case | setup | req/s | p50 µs | p99 µs | Envoy CPU µs / req |\n");
-    out.push_str("| --- | --- | ---: | ---: | ---: | ---: |\n");
+    out.push_str(
+        "\n| case | setup | req/s | p50 µs | p99 µs | client body bytes / req | Envoy CPU µs / req |\n",
+    );
+    out.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n");
     for r in results {
         for s in &r.setups {
             let runs = &r.runs[&s.key];
             out.push_str(&format!(
-                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.1} |\n",
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} |\n",
                 r.name,
                 s.label,
                 median(runs.iter().map(|r| r.rps)),
                 median(runs.iter().map(|r| r.p50_us)),
                 median(runs.iter().map(|r| r.p99_us)),
+                median(runs.iter().map(Run::bytes_per_request)),
                 r.cpu(&s.key).unwrap_or(f64::NAN),
             ));
         }
@@ -1103,6 +1254,7 @@ fn print_tables(results: &[CaseResult], args: &Args, pin: bool) {
             let _ = cbs;
         }
     }
+    usage_table(&mut out, &std);
     let variants: Vec<(&CaseResult, &Setup)> = std
         .iter()
         .flat_map(|r| {
@@ -1182,6 +1334,76 @@ fn print_tables(results: &[CaseResult], args: &Args, pin: bool) {
     let _ = std::io::stdout().flush();
 }
 
+/// `--usage`: each usage setup over (c), and each mode over the setup whose worker sends it
+/// the same bytes unasked by the filter (what the edits themselves cost).
+fn usage_table(out: &mut String, results: &[&CaseResult]) {
+    let with_usage: Vec<&&CaseResult> = results
+        .iter()
+        .filter(|r| r.runs.contains_key("c") && r.runs.keys().any(|k| k.starts_with("c-")))
+        .collect();
+    if with_usage.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\nusage_stats: Envoy CPU over (c) (llm-pulse, usage_stats off, the client asks no usage: \
+         the worker sends none), per request and per SSE event of the answer without usage \
+         (per request / events), and as a ratio of CPU per request; medians of the per-round \
+         paired differences and ratios [min, max]. \
+         final and continuous: the worker sends usage the filter asked for and cuts; asked: \
+         the client asks for it, the worker sends the same bytes, nothing is cut\n\n",
+    );
+    out.push_str(
+        "| case | events / req | setup | client body bytes / req | over µs/req | over µs/event | ratio |\n",
+    );
+    out.push_str("| --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    let range = |d: Option<(f64, f64, f64)>, per: f64| match d {
+        Some((m, lo, hi)) if per > 0.0 => {
+            format!("{:+.2} [{:+.2}, {:+.2}]", m / per, lo / per, hi / per)
+        }
+        _ => "—".to_string(),
+    };
+    for r in with_usage {
+        let ev = f64::from(r.events);
+        let bytes = |k: &str| {
+            r.runs
+                .get(k)
+                .map(|runs| format!("{:.0}", median(runs.iter().map(Run::bytes_per_request))))
+                .unwrap_or_default()
+        };
+        let mut row = |x: &str, y: &str, what: String| {
+            if r.runs.contains_key(x) && r.runs.contains_key(y) {
+                let d = (x != y).then(|| r.diff(x, y)).flatten();
+                let q = match (x != y).then(|| r.ratio(x, y)).flatten() {
+                    Some((m, lo, hi)) => format!("{m:.3} [{lo:.3}, {hi:.3}]"),
+                    None => "—".to_string(),
+                };
+                out.push_str(&format!(
+                    "| {} | {} | {what} | {} | {} | {} | {q} |\n",
+                    r.name,
+                    r.events,
+                    bytes(x),
+                    range(d, 1.0),
+                    range(d, ev),
+                ));
+            }
+        };
+        row("c", "c", "c (usage_stats off)".into());
+        for k in ["c-final", "c-continuous", "c-asked", "c-asked-continuous"] {
+            row(k, "c", format!("{k} − c"));
+        }
+        row(
+            "c-final",
+            "c-asked",
+            "c-final − c-asked (the edits alone)".into(),
+        );
+        row(
+            "c-continuous",
+            "c-asked-continuous",
+            "c-continuous − c-asked-continuous (the edits alone)".into(),
+        );
+    }
+}
+
 fn fmt1(v: f64) -> String {
     format!("{v:.1}")
 }
@@ -1249,12 +1471,15 @@ fn run_h2load(
         cpu_s: cpu1.saturating_sub(cpu0) as f64 / 1e9,
         client_cpu_s: None,
         envoy_cpu_others: None,
+        bytes: parse_data_bytes(&stdout).unwrap_or(0),
     })
 }
 
 /// One lockstep run on each Envoy of `envoys`, all at the same time (one Envoy: the usual
-/// run): `streams` streams per Envoy, `batches` requests each in turn; each Envoy's CPU
-/// around it, the rates and latencies as the lockstep client measured them.
+/// run): `streams` streams per Envoy, `batches` requests each in turn, each Envoy's client
+/// asking for its `asks`; each Envoy's CPU around it, the rates and latencies as the lockstep
+/// client measured them.
+#[allow(clippy::too_many_arguments)]
 fn run_lockstep(
     ls: &mut lockstep::Lockstep,
     envoys: &[&Envoy],
@@ -1263,6 +1488,7 @@ fn run_lockstep(
     batches: u64,
     tokens: u32,
     style: JsonStyle,
+    asks: &[UsageAsk],
 ) -> Result<Vec<Run>> {
     let client0 = process_cpu_ns(ls.pid())?;
     let stat0 = envoy_cpu.and_then(cpu_busy_steal_ticks);
@@ -1271,7 +1497,7 @@ fn run_lockstep(
         .map(|e| process_cpu_ns(e.pid()))
         .collect::<Result<_>>()?;
     let addrs: Vec<std::net::SocketAddr> = envoys.iter().map(|e| e.listener).collect();
-    let outs = ls.run_together(&addrs, streams, batches, tokens, style)?;
+    let outs = ls.run_together(&addrs, streams, batches, tokens, style, asks)?;
     let cpu1: Vec<u64> = envoys
         .iter()
         .map(|e| process_cpu_ns(e.pid()))
@@ -1293,11 +1519,15 @@ fn run_lockstep(
         _ => None,
     };
     let requests = u64::from(streams) * batches;
-    let want = requests * u64::from(tokens + 2);
     let client_cpu_s = Some(client1.saturating_sub(client0) as f64 / 1e9);
     outs.iter()
         .zip(cpu_s)
-        .map(|(out, cpu_s)| {
+        .enumerate()
+        .map(|(i, (out, cpu_s))| {
+            // Role, tokens, [DONE]; and the usage event when the client itself asked for it
+            // (one the filter asked for is cut).
+            let asked = asks.get(i).is_some_and(|a| *a != UsageAsk::None);
+            let want = requests * u64::from(tokens + 2 + u32::from(asked));
             if out.events != want {
                 bail!(
                     "lockstep: {} SSE events received, {want} expected",
@@ -1313,6 +1543,7 @@ fn run_lockstep(
                 cpu_s,
                 client_cpu_s,
                 envoy_cpu_others,
+                bytes: out.bytes,
             })
         })
         .collect()
@@ -1334,6 +1565,15 @@ fn cpu_busy_steal_ticks(cpu: usize) -> Option<(u64, u64)> {
     let at = |i: usize| f.get(i).copied().unwrap_or(0);
     // user nice system idle iowait irq softirq steal
     Some((at(0) + at(1) + at(2) + at(5) + at(6), at(7)))
+}
+
+/// `traffic: 4.39MB (4605440) total, 2.11KB (2160) headers (space savings 0.00%), 4.35MB
+/// (4560000) data`: the response body bytes.
+fn parse_data_bytes(out: &str) -> Option<u64> {
+    let line = out.lines().find(|l| l.starts_with("traffic:"))?;
+    let data = line.split(", ").find(|p| p.ends_with(" data"))?;
+    let (_, rest) = data.split_once('(')?;
+    rest.split(')').next()?.parse().ok()
 }
 
 /// `finished in 2.50s, 400.00 req/s, 12.34MB/s`
@@ -1495,6 +1735,7 @@ impl Drop for Sim {
 
 mod micro {
     use super::median;
+    use super::upstreams::{answer_tail, chat_event, JsonStyle, UsageAsk};
     use anyhow::Result;
     use std::collections::BTreeMap;
     use std::path::Path;
@@ -1512,6 +1753,10 @@ mod micro {
         &[(":status", "200"), ("content-type", "text/event-stream")];
     const ROLE: &[u8] = b"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench-model\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n";
     const DONE: &[u8] = b"data: [DONE]\n\n";
+    /// llm-pulse as (c) runs it: the usage edits are counted apart (`usage_calls`).
+    const PULSE_OFF: &str = r#"{"usage_stats":"off"}"#;
+    /// The cluster Envoy names to the filter (`xds.cluster_name`): the usage edit needs one.
+    const CLUSTER: &str = "workers";
 
     /// One vLLM-shaped chat chunk (as gpu-sim sends them).
     fn token_event(i: u32) -> Vec<u8> {
@@ -1566,8 +1811,11 @@ mod micro {
     }
 
     /// Bytes of VM memory per open stream: `n` streams mid-response at once.
-    fn memory_per_stream(wasm: &Path, n: usize) -> Result<f64> {
-        let mut host = HostBuilder::new(wasm).plugin_config("{}").start()?;
+    fn memory_per_stream(wasm: &Path, config: &str, n: usize) -> Result<f64> {
+        let mut host = HostBuilder::new(wasm)
+            .plugin_config(config)
+            .property(&["xds", "cluster_name"], CLUSTER)
+            .start()?;
         let events: Vec<Vec<u8>> = (0..4).map(token_event).collect();
         // Warm: metric ids, allocator, the SDK's context map.
         request(&mut host, &events, 1)?;
@@ -1641,6 +1889,207 @@ mod micro {
     /// at 1 event per body callback, the same at 16 per callback). Counted, not timed.
     pub type Calls = BTreeMap<String, (f64, f64, f64)>;
 
+    /// One streamed request whose worker answers with `usage` in its events: the client's
+    /// `body`, the role event, `events` (`per_chunk` to a body callback), then the usage
+    /// event if any and `[DONE]` in the last callback, as the bench's workers write them.
+    fn usage_request(
+        host: &mut Host,
+        body: &[u8],
+        usage: UsageAsk,
+        tokens: u32,
+        per_chunk: usize,
+    ) -> Result<()> {
+        let style = JsonStyle::Compact;
+        let events: Vec<Vec<u8>> = (0..tokens)
+            .map(|i| chat_event(Some(&format!(" t{i}")), style, usage, i + 1).into_bytes())
+            .collect();
+        let s = host.new_stream()?;
+        host.send_request_headers(s, REQUEST_HEADERS, false)?;
+        host.send_request_body(s, body, true)?;
+        host.send_response_headers(s, RESPONSE_HEADERS, false)?;
+        host.send_response_body(s, chat_event(None, style, usage, 0).as_bytes(), false)?;
+        for c in events.chunks(per_chunk) {
+            host.send_response_body(s, &c.concat(), false)?;
+        }
+        host.send_response_body(s, answer_tail(tokens, style, usage).as_bytes(), true)?;
+        host.complete_stream(s)?;
+        Ok(())
+    }
+
+    /// Host calls of llm-pulse with `usage_stats` `mode`, its client asking for `client`:
+    /// (per request without token events, per token event at 1 and at 16 events per body
+    /// callback). The worker sends the usage the request asks for once the filter edited it.
+    fn usage_call_counts(wasm: &Path, mode: &str, client: UsageAsk, tokens: u32) -> Result<Calls> {
+        let config = format!(r#"{{"usage_stats":"{mode}"}}"#);
+        let mut host = HostBuilder::new(wasm)
+            .plugin_config(config.as_str())
+            .property(&["xds", "cluster_name"], CLUSTER)
+            .start()?;
+        let worker = match (client, mode) {
+            (UsageAsk::None, "final") => UsageAsk::Final,
+            (UsageAsk::None, "continuous") => UsageAsk::Continuous,
+            (asked, _) => asked,
+        };
+        let body = super::chat_request("hello", true, tokens, client);
+        for _ in 0..3 {
+            usage_request(&mut host, &body, worker, tokens, 1)?;
+        }
+        let mut count = |t: u32, per_chunk: usize| -> Result<BTreeMap<String, u64>> {
+            let before = host.host_calls(0)?;
+            usage_request(&mut host, &body, worker, t, per_chunk)?;
+            let after = host.host_calls(0)?;
+            Ok(after
+                .into_iter()
+                .map(|(k, v)| {
+                    let d = v - before.get(&k).copied().unwrap_or(0);
+                    (k, d)
+                })
+                .collect())
+        };
+        let none = count(0, 1)?;
+        let one = count(tokens, 1)?;
+        let sixteen = count(tokens, 16)?;
+        Ok(per_kind(&none, &one, &sixteen, tokens))
+    }
+
+    /// (per request, per token event at 1 and 16 per callback) from the counts of a request
+    /// without token events and of two with `tokens` of them.
+    fn per_kind(
+        none: &BTreeMap<String, u64>,
+        one: &BTreeMap<String, u64>,
+        sixteen: &BTreeMap<String, u64>,
+        tokens: u32,
+    ) -> Calls {
+        let t = f64::from(tokens.max(1));
+        let mut out = Calls::new();
+        for k in none.keys().chain(one.keys()).chain(sixteen.keys()) {
+            let z = none.get(k).copied().unwrap_or(0) as f64;
+            let per = |m: &BTreeMap<String, u64>| (m.get(k).copied().unwrap_or(0) as f64 - z) / t;
+            out.insert(k.clone(), (z, per(one), per(sixteen)));
+        }
+        out
+    }
+
+    /// Host calls of one unary chat request (`"stream": false`, a JSON answer with usage) by
+    /// llm-pulse with `usage_stats` `mode`: the filter cannot know it will not edit it until
+    /// it has read the body.
+    fn unary_calls(wasm: &Path, mode: &str) -> Result<BTreeMap<String, u64>> {
+        let config = format!(r#"{{"usage_stats":"{mode}"}}"#);
+        let mut host = HostBuilder::new(wasm)
+            .plugin_config(config.as_str())
+            .property(&["xds", "cluster_name"], CLUSTER)
+            .start()?;
+        let body = super::chat_request("hello", false, 8, UsageAsk::None);
+        let answer = super::upstreams::unary_answer(8);
+        let json = [(":status", "200"), ("content-type", "application/json")];
+        let one = |host: &mut Host| -> Result<()> {
+            let s = host.new_stream()?;
+            host.send_request_headers(s, REQUEST_HEADERS, false)?;
+            host.send_request_body(s, &body, true)?;
+            host.send_response_headers(s, &json, false)?;
+            host.send_response_body(s, answer.as_bytes(), true)?;
+            host.complete_stream(s)
+        };
+        for _ in 0..3 {
+            one(&mut host)?;
+        }
+        let before = host.host_calls(0)?;
+        one(&mut host)?;
+        Ok(host
+            .host_calls(0)?
+            .into_iter()
+            .map(|(k, v)| {
+                let d = v - before.get(&k).copied().unwrap_or(0);
+                (k, d)
+            })
+            .filter(|(_, d)| *d > 0)
+            .collect())
+    }
+
+    /// The usage modes `--only calls --usage` counts: (column, usage_stats, client's ask).
+    const USAGE_MODES: [(&str, &str, UsageAsk); 5] = [
+        ("off", "off", UsageAsk::None),
+        ("final", "final", UsageAsk::None),
+        ("continuous", "continuous", UsageAsk::None),
+        ("off, client asks include_usage", "off", UsageAsk::Final),
+        ("off, client asks continuous", "off", UsageAsk::Continuous),
+    ];
+
+    fn usage_calls_table(modes: &[(&str, Calls)]) -> String {
+        let mut out = String::from(
+            "\nHost calls by usage_stats (wasmtime harness, counted; the worker sends the usage \
+             the request asks for once edited, the usage event with [DONE] in the last body \
+             callback): per request without token events / per token event at 1 per callback / \
+             at 16 per callback\n\n| host call |",
+        );
+        for (name, _) in modes {
+            out.push_str(&format!(" {name} |"));
+        }
+        out.push_str("\n| --- |");
+        for _ in modes {
+            out.push_str(" ---: |");
+        }
+        out.push('\n');
+        let keys: std::collections::BTreeSet<&String> =
+            modes.iter().flat_map(|(_, c)| c.keys()).collect();
+        let mut total = vec![(0.0f64, 0.0f64, 0.0f64); modes.len()];
+        let cell = |v: (f64, f64, f64)| format!("{:.0} / {:.3} / {:.3}", v.0, v.1, v.2);
+        for k in keys {
+            let v: Vec<(f64, f64, f64)> = modes
+                .iter()
+                .map(|(_, c)| c.get(k).copied().unwrap_or_default())
+                .collect();
+            if v.iter().all(|x| x.0 == 0.0 && x.1 == 0.0 && x.2 == 0.0) {
+                continue; // start-up only
+            }
+            out.push_str(&format!("| {k} |"));
+            for (t, x) in total.iter_mut().zip(&v) {
+                *t = (t.0 + x.0, t.1 + x.1, t.2 + x.2);
+                out.push_str(&format!(" {} |", cell(*x)));
+            }
+            out.push('\n');
+        }
+        out.push_str("| all |");
+        for t in total {
+            out.push_str(&format!(" {} |", cell(t)));
+        }
+        out.push('\n');
+        out
+    }
+
+    /// `--usage`: the host calls of each usage mode, and VM memory per open stream with the
+    /// edits on.
+    fn usage_calls(pulse: &Path, tokens: u32) -> Result<(String, serde_json::Value)> {
+        let mut modes = Vec::new();
+        let mut json = serde_json::Map::new();
+        for (name, mode, client) in USAGE_MODES {
+            let calls = usage_call_counts(pulse, mode, client, tokens)?;
+            json.insert(name.into(), serde_json::json!(calls));
+            modes.push((name, calls));
+        }
+        let mut text = usage_calls_table(&modes);
+        for mode in ["off", "final"] {
+            let calls = unary_calls(pulse, mode)?;
+            let all: u64 = calls.values().sum();
+            let list: Vec<String> = calls.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            text.push_str(&format!(
+                "Host calls per unary request, usage_stats {mode}: {all} ({})\n",
+                list.join(", ")
+            ));
+            json.insert(format!("unary_{mode}"), serde_json::json!(calls));
+        }
+        for mode in ["final", "continuous"] {
+            let config = format!(r#"{{"usage_stats":"{mode}"}}"#);
+            let mem = memory_per_stream(pulse, &config, 4096)?;
+            text.push_str(&format!(
+                "VM memory per open stream, usage_stats {mode} (the request edited, the \
+                 answer's events without usage): {mem:.0} bytes\n"
+            ));
+            json.insert(format!("memory_per_stream_bytes_{mode}"), mem.into());
+        }
+        Ok((text, json.into()))
+    }
+
     fn host_call_counts(wasm: &Path, config: &str, tokens: u32) -> Result<Calls> {
         let mut host = HostBuilder::new(wasm).plugin_config(config).start()?;
         let events: Vec<Vec<u8>> = (0..tokens).map(token_event).collect();
@@ -1662,14 +2111,7 @@ mod micro {
         let none = count(&[], 1)?;
         let one = count(&events, 1)?;
         let sixteen = count(&events, 16)?;
-        let t = f64::from(tokens.max(1));
-        let mut out = Calls::new();
-        for k in none.keys().chain(one.keys()).chain(sixteen.keys()) {
-            let z = none.get(k).copied().unwrap_or(0) as f64;
-            let per = |m: &BTreeMap<String, u64>| (m.get(k).copied().unwrap_or(0) as f64 - z) / t;
-            out.insert(k.clone(), (z, per(&one), per(&sixteen)));
-        }
-        Ok(out)
+        Ok(per_kind(&none, &one, &sixteen, tokens))
     }
 
     fn calls_table(pulse: &Calls, floor: &Calls) -> String {
@@ -1703,25 +2145,37 @@ mod micro {
         out
     }
 
-    pub fn run(noop: &Path, tokens: u32, calls_only: bool) -> Result<serde_json::Value> {
+    pub fn run(
+        noop: &Path,
+        tokens: u32,
+        calls_only: bool,
+        usage: bool,
+    ) -> Result<serde_json::Value> {
         let pulse = host_tests::artifacts::wasm_path()?;
+        let usage = if usage {
+            Some(usage_calls(&pulse, tokens)?)
+        } else {
+            None
+        };
         if calls_only {
-            let calls_p = host_call_counts(&pulse, "{}", tokens)?;
+            let calls_p = host_call_counts(&pulse, PULSE_OFF, tokens)?;
             let calls_f = host_call_counts(noop, "\"floor\"", tokens)?;
-            let mem_p = memory_per_stream(&pulse, 4096)?;
-            let mem_n = memory_per_stream(noop, 4096)?;
+            let mem_p = memory_per_stream(&pulse, PULSE_OFF, 4096)?;
+            let mem_n = memory_per_stream(noop, "{}", 4096)?;
             let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
             print!(
                 "{}\nVM memory per open stream (4096 streams, 1 in 16 with a 100 KiB prompt): \
                  llm-pulse {mem_p:.0} bytes, no-op {mem_n:.0} bytes\n\
-                 .wasm size: llm-pulse {} bytes, no-op {} bytes\n",
+                 .wasm size: llm-pulse {} bytes, no-op {} bytes\n{}",
                 calls_table(&calls_p, &calls_f),
                 size(&pulse),
-                size(noop)
+                size(noop),
+                usage.as_ref().map(|u| u.0.as_str()).unwrap_or("")
             );
             return Ok(serde_json::json!({
                 "host_calls": {"llm_pulse": calls_p, "floor": calls_f},
                 "memory_per_stream_bytes": {"llm_pulse": mem_p, "noop": mem_n},
+                "usage": usage.map(|u| u.1),
             }));
         }
         eprintln!(
@@ -1735,7 +2189,7 @@ mod micro {
             for (wasm, config, into) in [
                 (noop, "{}", &mut n),
                 (noop, "\"floor\"", &mut f),
-                (pulse.as_path(), "{}", &mut p),
+                (pulse.as_path(), PULSE_OFF, &mut p),
             ] {
                 let m = measure(wasm, config, tokens, 20)?;
                 into.per_event_1.extend(m.per_event_1);
@@ -1758,8 +2212,8 @@ mod micro {
             row("per request, without its token events", &|x| &x.per_request),
             row("100 KiB request body (16 KiB chunks)", &|x| &x.per_100k),
         ];
-        let mem_p = memory_per_stream(&pulse, 4096)?;
-        let mem_n = memory_per_stream(noop, 4096)?;
+        let mem_p = memory_per_stream(&pulse, PULSE_OFF, 4096)?;
+        let mem_n = memory_per_stream(noop, "{}", 4096)?;
         let wasm_size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
 
         let mut out = String::new();
@@ -1790,9 +2244,13 @@ mod micro {
             wasm_size(&pulse),
             wasm_size(noop)
         ));
-        let calls_p = host_call_counts(&pulse, "{}", tokens)?;
+        let calls_p = host_call_counts(&pulse, PULSE_OFF, tokens)?;
         let calls_f = host_call_counts(noop, "\"floor\"", tokens)?;
         out.push_str(&calls_table(&calls_p, &calls_f));
+        if let Some((text, usage_json)) = usage {
+            out.push_str(&text);
+            json.insert("usage".into(), usage_json);
+        }
         print!("{out}");
         json.insert(
             "host_calls".into(),
@@ -1805,5 +2263,31 @@ mod micro {
         json.insert("wasm_bytes".into(), wasm_size(&pulse).into());
         json.insert("noop_wasm_bytes".into(), wasm_size(noop).into());
         Ok(json.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h2load_data_bytes() {
+        let out = "finished in 1.00s, 10.00 req/s, 4.39MB/s\n\
+                   requests: 10 total, 10 started, 10 done, 10 succeeded, 0 failed\n\
+                   traffic: 4.39MB (4605440) total, 2.11KB (2160) headers (space savings 0.00%), 4.35MB (4560000) data\n";
+        assert_eq!(parse_data_bytes(out), Some(4_560_000));
+        assert_eq!(parse_data_bytes("no traffic line"), None);
+    }
+
+    /// A client asking for usage sends `stream_options` on streamed requests only.
+    #[test]
+    fn bodies_ask_as_their_setup() {
+        let stream = chat_request("hello", true, 8, UsageAsk::None);
+        let asked = body_asking(&stream, UsageAsk::Continuous);
+        assert_eq!(UsageAsk::of_body(&asked), UsageAsk::Continuous);
+        assert_eq!(asked, chat_request("hello", true, 8, UsageAsk::Continuous));
+        assert_eq!(body_asking(&stream, UsageAsk::None), stream);
+        let unary = chat_request("hello", false, 8, UsageAsk::None);
+        assert_eq!(body_asking(&unary, UsageAsk::Final), unary);
     }
 }

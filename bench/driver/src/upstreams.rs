@@ -9,6 +9,12 @@
 //!   own phase (`x-bench-pacing: independent`); `x-bench-tokens` overrides the token count
 //!   (the warm-up uses few); `x-bench-json: spaced` writes Python's separators.
 //!
+//! The bench's own workers answer a request's `stream_options` as vLLM does ([`UsageAsk`]):
+//! with `include_usage`, `"usage": null` on every chunk and a usage-only event
+//! (`"choices": []`) before `[DONE]`; with `continuous_usage_stats` too, the running usage on
+//! every chunk. So llm-pulse's `usage_stats` edits meet what they meet in front of vLLM. nginx
+//! serves its files whatever the request says.
+//!
 //! Both run as their own processes on 127.0.0.1 (pinned with the load generator) and are
 //! killed on drop.
 
@@ -36,26 +42,125 @@ fn styled(compact: &str, style: JsonStyle) -> String {
     }
 }
 
-/// One vLLM-shaped chat chunk as an SSE event (`content: None`: the role chunk).
-pub fn chat_event(content: Option<&str>, style: JsonStyle) -> String {
+/// What a request's `stream_options` asks the worker for, as vLLM reads it: `include_usage`
+/// is true once the object is there, `continuous_usage_stats` counts only with it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum UsageAsk {
+    #[default]
+    None,
+    Final,
+    Continuous,
+}
+
+impl UsageAsk {
+    /// The ask of a JSON request body; anything unreadable asks nothing.
+    pub fn of_body(body: &[u8]) -> UsageAsk {
+        let Ok(serde_json::Value::Object(obj)) = serde_json::from_slice(body) else {
+            return UsageAsk::None;
+        };
+        let Some(serde_json::Value::Object(so)) = obj.get("stream_options") else {
+            return UsageAsk::None;
+        };
+        let flag = |k: &str, default| so.get(k).and_then(|v| v.as_bool()).unwrap_or(default);
+        match (
+            flag("include_usage", true),
+            flag("continuous_usage_stats", false),
+        ) {
+            (false, _) => UsageAsk::None,
+            (true, false) => UsageAsk::Final,
+            (true, true) => UsageAsk::Continuous,
+        }
+    }
+
+    /// The `stream_options` a client sends to ask this, if anything.
+    pub fn stream_options(self) -> Option<serde_json::Value> {
+        match self {
+            UsageAsk::None => None,
+            UsageAsk::Final => Some(serde_json::json!({"include_usage": true})),
+            UsageAsk::Continuous => {
+                Some(serde_json::json!({"include_usage": true, "continuous_usage_stats": true}))
+            }
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UsageAsk::None => "none",
+            UsageAsk::Final => "final",
+            UsageAsk::Continuous => "continuous",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<UsageAsk> {
+        [UsageAsk::None, UsageAsk::Final, UsageAsk::Continuous]
+            .into_iter()
+            .find(|u| u.name() == name)
+    }
+}
+
+/// Prompt tokens the bench's workers report in `usage` (a fixed figure: the bench measures
+/// the filter, not the count).
+const PROMPT_TOKENS: u32 = 8;
+
+fn usage_json(completion: u32) -> String {
+    format!(
+        r#"{{"prompt_tokens":{PROMPT_TOKENS},"total_tokens":{},"completion_tokens":{completion}}}"#,
+        PROMPT_TOKENS + completion
+    )
+}
+
+/// One vLLM-shaped chat chunk as an SSE event (`content: None`: the role chunk), with the
+/// `usage` member vLLM adds for `usage` (`completion`: tokens sent so far, this one's included).
+pub fn chat_event(
+    content: Option<&str>,
+    style: JsonStyle,
+    usage: UsageAsk,
+    completion: u32,
+) -> String {
     let delta = match content {
         None => r#"{"role":"assistant","content":""}"#.to_string(),
         Some(c) => format!(r#"{{"content":"{c}"}}"#),
     };
+    let usage = match usage {
+        UsageAsk::None => String::new(),
+        UsageAsk::Final => r#","usage":null"#.to_string(),
+        UsageAsk::Continuous => format!(r#","usage":{}"#, usage_json(completion)),
+    };
     let json = format!(
-        r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]}}"#
+        r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]{usage}}}"#
     );
     format!("data: {}\n\n", styled(&json, style))
 }
 
 pub const DONE: &str = "data: [DONE]\n\n";
 
+/// What ends an answer: vLLM's usage-only event when usage was asked for, then `[DONE]`.
+/// The bench's workers write it in one write, so a usage event the filter cuts cannot leave a
+/// lockstep client waiting for it.
+pub fn answer_tail(tokens: u32, style: JsonStyle, usage: UsageAsk) -> String {
+    match usage {
+        UsageAsk::None => DONE.to_string(),
+        UsageAsk::Final | UsageAsk::Continuous => {
+            let json = format!(
+                r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[],"usage":{}}}"#,
+                usage_json(tokens)
+            );
+            format!("data: {}\n\n{DONE}", styled(&json, style))
+        }
+    }
+}
+
 /// A whole streamed answer: the role chunk, `tokens` content chunks, `[DONE]`
 /// (`tokens + 2` events, as vLLM sends without usage).
 pub fn sse_answer(tokens: u32, style: JsonStyle) -> String {
-    let mut out = chat_event(None, style);
+    let mut out = chat_event(None, style, UsageAsk::None, 0);
     for i in 0..tokens {
-        out.push_str(&chat_event(Some(&format!(" t{i}")), style));
+        out.push_str(&chat_event(
+            Some(&format!(" t{i}")),
+            style,
+            UsageAsk::None,
+            i + 1,
+        ));
     }
     out.push_str(DONE);
     out
@@ -276,6 +381,7 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                         request.header("x-bench-pacing").as_deref() != Some("independent");
                     let style = request.json_style();
                     let n_tokens = request.tokens(tokens);
+                    let usage = request.usage();
                     let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\
                                 cache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
                     if sock.write_all(head.as_bytes()).await.is_err() {
@@ -298,9 +404,9 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
                             own.tick().await;
                         }
                         let event = match i {
-                            0 => chat_event(None, style),
-                            i if i == n_tokens + 1 => DONE.to_string(),
-                            i => chat_event(Some(&format!(" t{}", i - 1)), style),
+                            0 => chat_event(None, style, usage, 0),
+                            i if i == n_tokens + 1 => answer_tail(n_tokens, style, usage),
+                            i => chat_event(Some(&format!(" t{}", i - 1)), style, usage, i),
                         };
                         let mut frame = format!("{:x}\r\n{event}\r\n", event.len());
                         if i == n_tokens + 1 {
@@ -317,14 +423,16 @@ async fn paced_main(tokens: u32, itl: Duration) -> Result<()> {
     }
 }
 
-/// A request's head as the bench workers read it (names lowercased); its body is read and
-/// dropped.
-pub struct RequestHead(String);
+/// A request as the bench workers read it: its head (names lowercased) and its body.
+pub struct RequestHead {
+    head: String,
+    body: Vec<u8>,
+}
 
 impl RequestHead {
     /// The value of header `name` (lowercase), trimmed.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.0
+        self.head
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .map(|v| v.trim().to_string())
@@ -345,34 +453,103 @@ impl RequestHead {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     }
+
+    /// The usage the body's `stream_options` asks for (the client's, or the filter's edit).
+    pub fn usage(&self) -> UsageAsk {
+        UsageAsk::of_body(&self.body)
+    }
 }
 
-/// The next HTTP/1.1 request on a keep-alive connection: its head, with its `content-length`
-/// body consumed from `buf` and `sock`; `None` once the peer closes or sends a head over 1 MiB.
+/// The most of a request the bench workers read: their requests are a few hundred bytes.
+const REQUEST_CAP: usize = 1 << 20;
+
+/// The next HTTP/1.1 request on a keep-alive connection, its body read whole from
+/// `content-length` or the chunked framing Envoy uses once llm-pulse's usage edit dropped
+/// `content-length`; `None` once the peer closes, or sends more than 1 MiB or a broken frame.
 pub async fn read_request(
     sock: &mut tokio::net::TcpStream,
     buf: &mut Vec<u8>,
 ) -> Option<RequestHead> {
     let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
             break i + 4;
         }
-        if buf.len() > 1 << 20 || !read_more(sock, buf).await {
+        if buf.len() > REQUEST_CAP || !read_more(sock, buf).await {
             return None;
         }
     };
-    let head = RequestHead(String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase());
-    let body_len: usize = head
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    while buf.len() < head_end + body_len {
-        if !read_more(sock, buf).await {
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let mut request = RequestHead {
+        head,
+        body: Vec::new(),
+    };
+    let chunked = request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.contains("chunked"));
+    let mut pos = head_end;
+    if chunked {
+        loop {
+            let line_end = loop {
+                if let Some(i) = find(&buf[pos..], b"\r\n") {
+                    break pos + i;
+                }
+                if buf.len() > REQUEST_CAP || !read_more(sock, buf).await {
+                    return None;
+                }
+            };
+            let line = std::str::from_utf8(&buf[pos..line_end]).ok()?;
+            let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+            pos = line_end + 2;
+            if size == 0 {
+                // Trailers, if any, up to the empty line.
+                loop {
+                    match find(&buf[pos..], b"\r\n") {
+                        Some(0) => break,
+                        Some(i) => pos += i + 2,
+                        None if buf.len() > REQUEST_CAP || !read_more(sock, buf).await => {
+                            return None
+                        }
+                        None => {}
+                    }
+                }
+                pos += 2;
+                break;
+            }
+            if size > REQUEST_CAP {
+                return None;
+            }
+            while buf.len() < pos + size + 2 {
+                if !read_more(sock, buf).await {
+                    return None;
+                }
+            }
+            request.body.extend_from_slice(&buf[pos..pos + size]);
+            pos += size + 2;
+        }
+    } else {
+        let body_len: usize = request
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if body_len > REQUEST_CAP {
             return None;
         }
+        while buf.len() < head_end + body_len {
+            if !read_more(sock, buf).await {
+                return None;
+            }
+        }
+        request
+            .body
+            .extend_from_slice(&buf[head_end..head_end + body_len]);
+        pos = head_end + body_len;
     }
-    buf.drain(..head_end + body_len);
-    Some(head)
+    buf.drain(..pos);
+    Some(request)
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// One read from `sock` appended to `buf`; false once the peer closed or the read failed.
@@ -385,5 +562,110 @@ pub async fn read_more(sock: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> b
             buf.extend_from_slice(&chunk[..n]);
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// vLLM's reading of `stream_options`.
+    #[test]
+    fn usage_ask_reads_stream_options_as_vllm() {
+        let ask = |b: &str| UsageAsk::of_body(b.as_bytes());
+        assert_eq!(ask(r#"{"stream":true}"#), UsageAsk::None);
+        assert_eq!(ask(r#"{"stream_options":{}}"#), UsageAsk::Final);
+        assert_eq!(
+            ask(r#"{"stream_options":{"include_usage":false}}"#),
+            UsageAsk::None
+        );
+        assert_eq!(
+            ask(r#"{"stream_options":{"include_usage":true,"continuous_usage_stats":true}}"#),
+            UsageAsk::Continuous
+        );
+        assert_eq!(
+            ask(r#"{"stream_options":{"include_usage":false,"continuous_usage_stats":true}}"#),
+            UsageAsk::None
+        );
+        assert_eq!(ask("not json"), UsageAsk::None);
+    }
+
+    /// Each answer's events are valid JSON, with `usage` where vLLM puts it.
+    #[test]
+    fn answers_carry_usage_as_asked() {
+        for style in [JsonStyle::Compact, JsonStyle::Spaced] {
+            for usage in [UsageAsk::None, UsageAsk::Final, UsageAsk::Continuous] {
+                let mut events = vec![chat_event(None, style, usage, 0)];
+                events.push(chat_event(Some(" t0"), style, usage, 1));
+                let tail = answer_tail(1, style, usage);
+                events.extend(tail.split_inclusive("\n\n").map(str::to_string));
+                let json: Vec<serde_json::Value> = events
+                    .iter()
+                    .filter_map(|e| e.strip_prefix("data: ")?.strip_suffix("\n\n"))
+                    .filter(|d| *d != "[DONE]")
+                    .map(|d| serde_json::from_str(d).unwrap())
+                    .collect();
+                let last = events.last().unwrap();
+                assert_eq!(last, DONE);
+                match usage {
+                    UsageAsk::None => {
+                        assert_eq!(json.len(), 2);
+                        assert!(json.iter().all(|j| j.get("usage").is_none()));
+                    }
+                    UsageAsk::Final => {
+                        assert_eq!(json.len(), 3);
+                        assert!(json[..2].iter().all(|j| j["usage"].is_null()));
+                        assert_eq!(json[2]["choices"], serde_json::json!([]));
+                        assert_eq!(json[2]["usage"]["completion_tokens"], 1);
+                    }
+                    UsageAsk::Continuous => {
+                        assert_eq!(json[0]["usage"]["completion_tokens"], 0);
+                        assert_eq!(json[1]["usage"]["completion_tokens"], 1);
+                        assert_eq!(json[2]["usage"]["total_tokens"], 1 + PROMPT_TOKENS);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A body framed by `content-length` or chunked (as Envoy sends an edited one), then the
+    /// next request on the same connection.
+    #[test]
+    fn read_request_takes_both_framings() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let body = r#"{"stream":true,"stream_options":{"include_usage":true}}"#;
+                let (a, b) = body.split_at(20);
+                let wire = format!(
+                    "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n\
+                     {:x};ext=1\r\n{a}\r\n{:X}\r\n{b}\r\n0\r\n\r\n\
+                     POST / HTTP/1.1\r\ncontent-length: 2\r\n\r\n{{}}",
+                    a.len(),
+                    b.len()
+                );
+                tokio::spawn(async move {
+                    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    for piece in wire.as_bytes().chunks(5) {
+                        c.write_all(piece).await.unwrap();
+                        c.flush().await.unwrap();
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                });
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let first = read_request(&mut sock, &mut buf).await.unwrap();
+                assert_eq!(first.body, body.as_bytes());
+                assert_eq!(first.usage(), UsageAsk::Final);
+                let second = read_request(&mut sock, &mut buf).await.unwrap();
+                assert_eq!(second.body, b"{}");
+                assert_eq!(second.usage(), UsageAsk::None);
+                assert!(buf.is_empty());
+            });
     }
 }

@@ -4,15 +4,21 @@
 //! Meant for instruction counts (docs/benchmarks.md, "Instructions per event"):
 //!
 //!   valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-//!       target/bench-event-cost/release/event-cost <compact|spaced> <tokens> <events per chunk> <requests>
+//!       target/bench-event-cost/release/event-cost <compact|spaced> <tokens> <events per chunk> \
+//!       <requests> [streams] [off|final|continuous]
 //!
 //! Instructions per event = (Ir at T tokens − Ir at 0 tokens) / (T × requests): start-up and
 //! per-request work cancel. `streams` > 1 (5th argument) interleaves that many streams, one
 //! event each in turn, as a busy Envoy worker does (the footprint a cache simulation sees).
+//! The 6th argument is `usage_stats` (default `off`): with `final` or `continuous` the request
+//! is edited as the glue does it in Envoy, and the answer carries the usage vLLM then sends
+//! (`"usage": null` or the running count on every event, a usage-only event before `[DONE]`),
+//! which the meter cuts again.
 
 use llm_pulse_core::config::Config;
 use llm_pulse_core::host::{EnvoyEnd, Host, HostError, MetricKind};
 use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
+use llm_pulse_core::usage::UsageMode;
 use std::cell::Cell;
 
 /// A host whose calls cost (almost) nothing; the clock advances 20 ms per read.
@@ -64,20 +70,41 @@ impl Host for NullHost {
     }
 }
 
-fn event(content: Option<&str>, spaced: bool) -> Vec<u8> {
-    let delta = match content {
-        None => r#"{"role":"assistant","content":""}"#.to_string(),
-        Some(c) => format!(r#"{{"content":"{c}"}}"#),
-    };
-    let json = format!(
-        r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]}}"#
-    );
+/// vLLM's usage object, 8 prompt tokens.
+fn usage_json(completion: usize) -> String {
+    format!(
+        r#"{{"prompt_tokens":8,"total_tokens":{},"completion_tokens":{completion}}}"#,
+        8 + completion
+    )
+}
+
+fn sse(json: String, spaced: bool) -> Vec<u8> {
     let json = if spaced {
         json.replace(':', ": ").replace(',', ", ")
     } else {
         json
     };
     format!("data: {json}\n\n").into_bytes()
+}
+
+/// One chat chunk, with the `usage` member vLLM adds in `usage` mode (`completion`: tokens so
+/// far).
+fn event(content: Option<&str>, spaced: bool, usage: UsageMode, completion: usize) -> Vec<u8> {
+    let delta = match content {
+        None => r#"{"role":"assistant","content":""}"#.to_string(),
+        Some(c) => format!(r#"{{"content":"{c}"}}"#),
+    };
+    let usage = match usage {
+        UsageMode::Off => String::new(),
+        UsageMode::Final => r#","usage":null"#.to_string(),
+        UsageMode::Continuous => format!(r#","usage":{}"#, usage_json(completion)),
+    };
+    sse(
+        format!(
+            r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":null}}]{usage}}}"#
+        ),
+        spaced,
+    )
 }
 
 fn main() {
@@ -89,6 +116,11 @@ fn main() {
     let per_chunk = arg(3, 1).max(1);
     let requests = arg(4, 100);
     let streams = arg(5, 1).max(1);
+    let usage_name = args.get(6).map(String::as_str).unwrap_or("off");
+    let Some(usage) = UsageMode::from_name(usage_name) else {
+        eprintln!("usage_stats: want off, final or continuous, got {usage_name}");
+        std::process::exit(2);
+    };
 
     let host = NullHost {
         now: Cell::new(1_700_000_000_000_000_000),
@@ -102,9 +134,18 @@ fn main() {
         }
     };
     let mut vm = VmMeter::new(&config);
-    let mut body = event(None, spaced);
+    let mut body = event(None, spaced, usage, 0);
     for i in 0..tokens {
-        body.extend(event(Some(&format!(" t{i}")), spaced));
+        body.extend(event(Some(&format!(" t{i}")), spaced, usage, i + 1));
+    }
+    if usage != UsageMode::Off {
+        body.extend(sse(
+            format!(
+                r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench-model","choices":[],"usage":{}}}"#,
+                usage_json(tokens)
+            ),
+            spaced,
+        ));
     }
     body.extend_from_slice(b"data: [DONE]\n\n");
     // Chunks of `per_chunk` events (the role chunk and [DONE] count as events).
@@ -140,6 +181,10 @@ fn main() {
         let mut open: Vec<StreamMeter> = (0..n)
             .map(|_| {
                 let mut s = StreamMeter::start(b"POST", b"/v1/chat/completions", false);
+                // As the glue does once it dropped the request's content-length.
+                if s.may_edit_usage(usage, b"POST") {
+                    s.edit_usage(usage, "workers".to_string());
+                }
                 s.on_request_body(&mut vm, &host, request, true);
                 s.on_response_headers(&mut vm, &host, head, false);
                 s
@@ -148,7 +193,8 @@ fn main() {
         for (k, chunk) in chunks.iter().enumerate() {
             let end = k + 1 == chunks.len();
             for s in open.iter_mut() {
-                s.on_response_body(&mut vm, &host, chunk, end);
+                // The edited chunk is what Envoy would send on: kept from being optimized away.
+                std::hint::black_box(s.on_response_body(&mut vm, &host, chunk, end));
             }
         }
         for s in open.iter_mut() {
