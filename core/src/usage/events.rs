@@ -247,10 +247,58 @@ impl EventEdges for SseEditor {
 /// separator that goes with it. `None` for an event of several data lines (its JSON spans
 /// line breaks the cut would have to keep) or without such a member.
 fn usage_member(event: &[u8]) -> Option<Range<usize>> {
+    if let Some(r) = last_usage_member(event) {
+        return Some(r);
+    }
     let (members, _) = data_object(event)?;
     let index = members.iter().position(|m| m.raw_key(event) == b"usage")?;
     removal(&members, index)
 }
+
+/// [`usage_member`] without parsing the event again, where `usage` is its JSON's last member
+/// (vLLM's and SGLang's order): `,"usage":null` or `,"usage":{...}` (or with a space after
+/// `,` and `:`) right before the closing brace the event ends with. The event parsed as JSON
+/// with a top-level `usage` (the cut is only asked for then), so text that ends that way is
+/// that member: a nested `usage` object would close before another brace, and anywhere else
+/// it would be inside a string, which the closing brace would then be inside too (a string
+/// cannot span the event's lines, so this holds for the last of several data lines as well,
+/// and the cut stays within that line). Every event of such a worker is cut; this makes the
+/// cut a few comparisons, where the parse cost 2.6 times the metering scan of the event.
+fn last_usage_member(event: &[u8]) -> Option<Range<usize>> {
+    let end = event.len()
+        - event
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\n' || b == b'\r')
+            .count();
+    let json = event.get(..end)?;
+    let close = end.checked_sub(1).filter(|&c| json.get(c) == Some(&b'}'))?;
+    let before = json.get(..close)?;
+    for null in [&b",\"usage\":null"[..], b", \"usage\": null"] {
+        if before.ends_with(null) {
+            return Some(close - null.len()..close);
+        }
+    }
+    if before.last() != Some(&b'}') {
+        return None;
+    }
+    // The usage object is short: look for its key near the end only.
+    let from = close.saturating_sub(USAGE_TAIL);
+    let tail = before.get(from..)?;
+    for key in [&b",\"usage\":{"[..], b", \"usage\": {"] {
+        let Some(at) = tail.windows(key.len()).rposition(|w| w == key) else {
+            continue;
+        };
+        let start = from + at;
+        let (_, value_close) = object_members(json, start + key.len() - 1)?;
+        return (value_close + 1 == close).then_some(start..close);
+    }
+    None
+}
+
+/// How far back from an event's end [`last_usage_member`] looks for a `usage` object's key:
+/// a usage object with token details is ~200 bytes.
+const USAGE_TAIL: usize = 512;
 
 /// The members of the usage-only event at `window[from]` that the finished event at
 /// `window[into]` lacks (`usage` and `choices` aside), each with the separator the worker
@@ -516,6 +564,46 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&editor.finish_chunk(b"", true).unwrap()),
             format!("{fin}}}\n\n")
+        );
+    }
+
+    #[test]
+    fn the_last_member_cut_agrees_with_the_parse() {
+        let cases = [
+            "data: {\"a\":1,\"usage\":null}\n\n",
+            "data: {\"a\": 1, \"usage\": null}\r\n\r\n",
+            "data: {\"a\":1,\"usage\":{\"prompt_tokens\":5,\"prompt_tokens_details\":{\"cached_tokens\":1}}}\n\n",
+            "data: {\"a\": 1, \"usage\": {\"prompt_tokens\": 5}}\n\n",
+        ];
+        for event in cases {
+            let e = event.as_bytes();
+            let fast = last_usage_member(e);
+            assert!(fast.is_some(), "{event}");
+            let (members, _) = data_object(e).unwrap();
+            let i = members
+                .iter()
+                .position(|m| m.raw_key(e) == b"usage")
+                .unwrap();
+            assert_eq!(fast, removal(&members, i), "{event}");
+        }
+        // Not the last member, nested, or several data lines: left to the parse.
+        for event in [
+            "data: {\"usage\":null,\"service_tier\":null}\n\n",
+            "data: {\"usage\":null,\"x\":{\"a\":1,\"usage\":null}}\n\n",
+            "data: {\"usage\":{\"a\":1},\"x\":{\"b\":1,\"usage\":{\"c\":2}}}\n\n",
+            "data: {\"usage\":{\"a\":1,\"usage\":{\"c\":2}}}\n\n",
+        ] {
+            assert_eq!(last_usage_member(event.as_bytes()), None, "{event}");
+        }
+        // Several data lines: the member on the last one goes, the JSON they join stays whole.
+        let e = b"data: {\"a\":1\ndata: ,\"usage\":null}\n\n";
+        let r = last_usage_member(e).unwrap();
+        assert_eq!(&e[r], b",\"usage\":null");
+        // What the parse then finds for xpyd-sim's order.
+        let e = b"data: {\"id\":\"c\",\"usage\":null,\"service_tier\":null}\n\n";
+        assert_eq!(
+            usage_member(e).map(|r| String::from_utf8_lossy(&e[r]).into_owned()),
+            Some(",\"usage\":null".to_string())
         );
     }
 
