@@ -1,5 +1,5 @@
-//! The metric contract (DESIGN §3): names, label encoding, the model cardinality cap, and a
-//! per-VM cache of metric ids so the hot path never formats a stat name.
+//! The metric contract (docs/design.md, "Metrics"): names, label encoding, the model cardinality
+//! cap, and a per-VM cache of metric ids so the hot path never formats a stat name.
 
 use crate::host::{Host, HostError, MetricKind};
 use crate::labels::{

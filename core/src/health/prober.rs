@@ -1,6 +1,6 @@
-//! Probes each target on a timer with one real inference (DESIGN §4). Every Envoy worker
-//! thread's VM ticks; a compare-and-swap lease in shared data elects exactly one of them per
-//! target and interval, and the result it writes is what every thread then reports.
+//! Probes each target on a timer with one real inference (docs/design.md, "Health probes"). Every
+//! Envoy worker thread's VM ticks; a compare-and-swap lease in shared data elects exactly one of
+//! them per target and interval, and the result it writes is what every thread then reports.
 
 use super::answer::{self, AnswerScan};
 use super::payload::{self, ProbeRequest};
