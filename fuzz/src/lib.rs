@@ -42,6 +42,11 @@ const SUFFIXES: &[&str] = &[
     "input_sequence_tokens",
     "output_sequence_tokens",
     "cached_tokens",
+    "time_to_first_token_microseconds_total",
+    "inter_token_latency_microseconds_total",
+    "request_duration_microseconds_total",
+    "input_sequence_tokens_total",
+    "output_sequence_tokens_total",
 ];
 const KEYS: &[&str] = &["model", "endpoint", "request_type", "status", "error_type"];
 
