@@ -81,6 +81,12 @@ ensure_prometheus() {
     log "Prometheus: $(prometheus --version 2>&1 | head -1)"
 }
 
+# What scripts/package runs (umoci, skopeo, jq) and its test besides (Debian's docker-registry,
+# to push to), installed as root if missing.
+ensure_package_tools() {
+    ensure_debian_cmds umoci:umoci skopeo:skopeo jq:jq docker-registry:docker-registry
+}
+
 # Commands from Debian packages, for scripts/package and its test: ensure_debian_cmds CMD:PACKAGE...
 # installs, as root, the package of each command that is missing (e.g. skopeo:skopeo
 # umoci:umoci docker-registry:docker-registry). A policy-rc.d answering 101 keeps a package's
