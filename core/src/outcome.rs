@@ -1,5 +1,6 @@
-//! How a request ended, in the error vocabulary of DESIGN §3, from what the filter saw of the
-//! stream and what Envoy reports in `on_log` (`response.flags`, `response.code_details`).
+//! How a request ended, in the error vocabulary of docs/design.md ("Error types"), from what the
+//! filter saw of the stream and what Envoy reports in `on_log` (`response.flags`,
+//! `response.code_details`).
 
 use crate::labels::ErrorType;
 

@@ -9,8 +9,10 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use llm_pulse_core::config::Config;
+use llm_pulse_core::host::fake::FakeHost;
+use llm_pulse_core::host::MetricKind;
 use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
-use llm_pulse_fuzz::{parse_stat_name, FuzzHost};
+use llm_pulse_fuzz::parse_stat_name;
 use std::collections::BTreeSet;
 
 #[derive(Arbitrary, Debug)]
@@ -98,14 +100,14 @@ fuzz_target!(|input: Input| {
     let max_models = u32::from(input.max_models % 4) + 1;
     let config = Config::parse(format!(r#"{{"max_models":{max_models}}}"#).as_bytes(), None)
         .expect("config");
-    let host = FuzzHost::default();
+    let host = FakeHost::default();
     host.clock_ns.set(1_700_000_000_000_000_000);
     let mut vm = VmMeter::new(&config);
     let mut streams: Vec<Stream> = Vec::new();
     let mut logged = 0i64;
 
     for op in input.ops.into_iter().take(64) {
-        host.metric_calls.set(0);
+        host.host_calls.set(0);
         match op {
             Op::Start { path, encoded } => {
                 if streams.len() < 6 {
@@ -203,9 +205,17 @@ fuzz_target!(|input: Input| {
     }
 
     let mut models = BTreeSet::new();
-    for (_, name) in host.names.borrow().iter() {
+    for (kind, name) in host.names.borrow().iter() {
         let (_, labels) = parse_stat_name("llm", name);
         models.insert(labels[0].1.to_string());
+        // The meter sets no gauge: every sample it recorded went to a histogram.
+        if host.histograms.borrow().contains_key(name) {
+            assert_eq!(
+                *kind,
+                MetricKind::Histogram,
+                "record on non-histogram {name}"
+            );
+        }
     }
     models.remove("other");
     assert!(

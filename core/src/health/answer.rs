@@ -1,8 +1,9 @@
-//! Judging a worker's answer to a probe or to `GET /v1/models` (DESIGN §4, §6): the body is fed
-//! in chunks to the streaming JSON scanner ([`crate::protocol::json`]) and never kept or parsed
-//! into a tree, so judging it costs O(1) memory whatever the worker sends. The caller refuses
-//! probe answers over `health.max_answer_bytes` before reading a byte of them ([`too_large`]),
-//! and reads a model list only until its first id, at most `health.max_answer_bytes` of it.
+//! Judging a worker's answer to a probe or to `GET /v1/models` (docs/design.md, "Health probes" and
+//! "Untrusted input"): the body is fed in chunks to the streaming JSON scanner
+//! ([`crate::protocol::json`]) and never kept or parsed into a tree, so judging it costs O(1)
+//! memory whatever the worker sends. The caller refuses probe answers over
+//! `health.max_answer_bytes` before reading a byte of them ([`too_large`]), and reads a model list
+//! only until its first id, at most `health.max_answer_bytes` of it.
 //!
 //! Every string that comes out of here is bounded: a model id to [`MAX_MODEL_ID_BYTES`], the
 //! worker's own words (only kept when `health.details` is on) to [`WORKER_TEXT_BYTES`]; the

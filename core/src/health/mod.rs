@@ -1,5 +1,6 @@
-//! Synthetic health probes (DESIGN §4): the smallest real inference per backend, sent on a
-//! timer by exactly one VM per target, with thresholds, and the `/health`, `/live` answers.
+//! Synthetic health probes (docs/design.md, "Health probes"): the smallest real inference per
+//! backend, sent on a timer by exactly one VM per target, with thresholds, and the `/health`,
+//! `/live` answers.
 
 pub mod answer;
 pub mod payload;

@@ -1,6 +1,6 @@
-//! Probes each target on a timer with one real inference (DESIGN §4). Every Envoy worker
-//! thread's VM ticks; a compare-and-swap lease in shared data elects exactly one of them per
-//! target and interval, and the result it writes is what every thread then reports.
+//! Probes each target on a timer with one real inference (docs/design.md, "Health probes"). Every
+//! Envoy worker thread's VM ticks; a compare-and-swap lease in shared data elects exactly one of
+//! them per target and interval, and the result it writes is what every thread then reports.
 
 use super::answer::{self, AnswerScan};
 use super::payload::{self, ProbeRequest};
@@ -8,10 +8,9 @@ use super::state::{Lease, TargetState, Verdict};
 use crate::config::health::{ProbeMode, TargetConfig, DEFAULT_MAX_ANSWER_BYTES};
 use crate::host::{Host, HostError, MetricKind};
 use crate::metrics::encode_stat_name;
+use crate::shared::{self, Cas, Step};
 use hashbrown::HashMap;
 
-/// Shared-data writes are retried this often when another VM wrote in between.
-const CAS_RETRIES: usize = 8;
 /// A lease outlives its calls by this much, so a VM that vanished mid-probe only delays the
 /// next probe.
 const LEASE_SLACK_MS: u64 = 1_000;
@@ -92,10 +91,6 @@ impl Prober {
         self.max_answer_bytes = max_answer_bytes;
         self.keep_worker_text = keep_worker_text;
         self
-    }
-
-    pub fn targets(&self) -> &[TargetConfig] {
-        &self.targets
     }
 
     /// Tick often enough that a probe starts within a tenth of its interval of being due.
@@ -401,21 +396,18 @@ impl Prober {
         i: usize,
         mut change: impl FnMut(&mut TargetState),
     ) -> TargetState {
-        let mut state = TargetState::default();
-        for _ in 0..CAS_RETRIES {
-            let (current, cas, _) = self.load(host, i);
-            state = current;
+        let written = shared::update(host, &self.key(i), |current| {
+            let mut state = current.map(|b| TargetState::decode(&b)).unwrap_or_default();
             change(&mut state);
-            match host.set_shared_data(&self.key(i), &state.encode(), cas) {
-                Err(HostError::CasMismatch) => continue,
-                Err(e) => {
-                    self.warn_once(host, &format!("llm-pulse: health state not writable: {e}"));
-                    break;
-                }
-                Ok(()) => break,
+            Step::Write(state.encode(), state)
+        });
+        match written {
+            Cas::Done(state) | Cas::Contended(state) => state,
+            Cas::Refused(state, e) => {
+                self.warn_once(host, &format!("llm-pulse: health state not writable: {e}"));
+                state
             }
         }
-        state
     }
 
     fn remember_model(&mut self, host: &dyn Host, i: usize, model: &str) {

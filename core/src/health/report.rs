@@ -1,6 +1,6 @@
-//! The `/health` and `/live` answers (DESIGN §4): Dynamo's shape, extended per target.
-//! Internals (the target's cluster, worker address and last error text) are in the body only
-//! when the config asks for `details`: `/health` answers whoever reaches the listener.
+//! The `/health` and `/live` answers (docs/design.md, "Health probes"): Dynamo's shape, extended
+//! per target. Internals (the target's cluster, worker address and last error text) are in the body
+//! only when the config asks for `details`: `/health` answers whoever reaches the listener.
 
 use super::prober::TargetView;
 use crate::config::health::{HealthConfig, Serve};

@@ -1,6 +1,6 @@
 //! What a worker's response says about tokens: per-event facts from OpenAI chat/completions
 //! chunks, the Responses API, and SGLang's `/generate`, folded into token events and a
-//! per-stream summary (DESIGN §2 step 4).
+//! per-stream summary (docs/design.md, "What counts as a token").
 
 use super::json::{JsonScanner, KeyMark, KeyTag, Scalar, Slot, Visitor, IGNORE};
 use super::sse::{SseFramer, SseSink};

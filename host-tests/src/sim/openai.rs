@@ -64,11 +64,6 @@ pub fn error_body(status: u16, message: &str) -> Bytes {
     to_json(&ErrorObject::new(status, message))
 }
 
-/// `GET /v1/models` body, vLLM's.
-pub fn models_body(model: &str, created: u64) -> Bytes {
-    models_body_for(Flavor::Vllm, model, created)
-}
-
 /// `GET /v1/models` body in `flavor`'s shape.
 pub fn models_body_for(flavor: Flavor, model: &str, created: u64) -> Bytes {
     if flavor == Flavor::Trtllm {

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every label of DESIGN §3, `llm_usage_stats_refused`'s, and `llm_build_info`'s.
+/// Every label of docs/design.md ("Metrics"), `llm_usage_stats_refused`'s, and `llm_build_info`'s.
 const LABELS: [&str; 10] = [
     "model",
     "endpoint",

@@ -2,9 +2,9 @@
 //!
 //! `package_pushes_to_a_registry_and_pulls_back`: copies the working tree without its build
 //! outputs (git's tracked and unignored files) to a temporary directory, runs scripts/package
-//! there (release .wasm build, OCI image), starts Debian's `docker-registry` (distribution 2.8)
-//! on loopback with its own config and storage, pushes the image with `skopeo copy` (the
-//! command the script prints), pulls it back by digest and checks what Istio's and Envoy
+//! there on the release .wasm scripts/test built (`--wasm`: the OCI image, no second build),
+//! starts Debian's `docker-registry` (distribution 2.8) on loopback with its own config and
+//! storage, pushes the image with `skopeo copy` (the command the script prints), pulls it back by digest and checks what Istio's and Envoy
 //! Gateway's image fetchers check: an OCI manifest, one `application/vnd.oci.image.layer.v1.
 //! tar+gzip` layer holding `plugin.wasm` (the Wasm image spec's *compat* variant), digests
 //! that match. The layer's `plugin.wasm` must be the built module byte for byte, and the
@@ -15,12 +15,12 @@
 //! against Envoy Gateway's EnvoyExtensionPolicy API, field by field, and its plugin config
 //! against the WasmPlugin's.
 //!
-//! Needs skopeo, umoci and docker-registry: scripts/ensure-tools installs them as root (Debian
-//! packages `skopeo`, `umoci`, `docker-registry`); without root the test fails, naming them.
+//! Needs skopeo, umoci, jq and docker-registry, which scripts/test installs (as root, Debian
+//! packages of the same names); the test installs nothing and fails naming what is missing.
 //! Self-contained on purpose: std, serde_json, serde_yaml (for the examples) and anyhow only.
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use host_tests::artifacts::repo_root;
+use host_tests::artifacts::{repo_root, wasm_path};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -239,22 +239,22 @@ fn copy_clean_tree(root: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// skopeo, umoci and docker-registry, installed by scripts/ensure-tools if missing.
-fn ensure_tools(root: &Path) {
-    let out = script(root, "ensure-tools")
-        .args([
-            "skopeo:skopeo",
-            "umoci:umoci",
-            "docker-registry:docker-registry",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .expect("run scripts/ensure-tools");
+/// The commands this test runs besides git and coreutils; scripts/test installs them.
+const TOOLS: [&str; 4] = ["skopeo", "umoci", "jq", "docker-registry"];
+
+/// Fails naming the tools that are not on `PATH` and the command that installs them.
+fn require_tools() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = TOOLS
+        .into_iter()
+        .filter(|tool| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+        .collect();
     assert!(
-        out.status.success(),
-        "this test needs skopeo, umoci and docker-registry (Debian packages skopeo, umoci, \
-         docker-registry); scripts/ensure-tools could not install them:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        missing.is_empty(),
+        "this test needs {}: scripts/test installs them (as root), or run \
+         `apt-get install {}` (Debian)",
+        missing.join(", "),
+        missing.join(" ")
     );
 }
 
@@ -327,14 +327,16 @@ fn start_registry(dir: &Path) -> Result<Registry> {
 #[test]
 fn package_pushes_to_a_registry_and_pulls_back() {
     let root = repo_root();
-    ensure_tools(&root);
+    require_tools();
+    let built = wasm_path().expect("the release .wasm");
 
     let tmp = TempDir::new("package");
     let tree = tmp.path().join("tree");
     copy_clean_tree(&root, &tree).expect("copy the working tree");
 
     let started = Instant::now();
-    let printed = stdout_of(&mut script(&tree, "package")).expect("scripts/package");
+    let printed =
+        stdout_of(script(&tree, "package").arg("--wasm").arg(&built)).expect("scripts/package");
     eprintln!(
         "scripts/package (clean tree) took {:.1?}:\n{printed}",
         started.elapsed()
@@ -358,7 +360,6 @@ fn package_pushes_to_a_registry_and_pulls_back() {
         .expect("llm-pulse's version")
         .to_string();
     let out = tree.join("target/package");
-    let built = tree.join("target/wasm32-wasip1/release/llm_pulse.wasm");
     let wasm = out.join("llm_pulse.wasm");
     let layout = out.join("llm-pulse-oci");
     let archive = out.join(format!("llm-pulse-{version}.oci.tar"));

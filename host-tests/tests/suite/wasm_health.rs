@@ -1,6 +1,7 @@
-//! The health prober (DESIGN §4) on the built `.wasm`, with the test clock: every VM ticks,
-//! exactly one callout per interval and target, thresholds, the callout timeout (Envoy's 504),
-//! model discovery, each backend's payload, and the `/health` and `/live` local replies.
+//! The health prober (docs/design.md, "Health probes") on the built `.wasm`, with the test clock:
+//! every VM ticks, exactly one callout per interval and target, thresholds, the callout timeout
+//! (Envoy's 504), model discovery, each backend's payload, and the `/health` and `/live` local
+//! replies.
 
 use host_tests::artifacts::llm_pulse_host;
 use std::time::Duration;

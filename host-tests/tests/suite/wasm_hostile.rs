@@ -2,9 +2,10 @@
 //! JSON and UTF-8, SSE split at every byte, 10 MiB lines and prompts, compressed bodies, error
 //! events, resets, disconnects and model names built to break labels.
 //!
-//! Every case checks the same three promises (DESIGN §6): the bytes leaving the filter are the
-//! bytes that came in, in both directions, and nothing paused; the VM never traps; every
-//! `inflight_requests` and `queued_requests` gauge is back to 0. Every metric name stays well formed.
+//! Every case checks the same three promises (docs/design.md, "Untrusted input"): the bytes
+//! leaving the filter are the bytes that came in, in both directions, and nothing paused; the VM
+//! never traps; every `inflight_requests` and `queued_requests` gauge is back to 0. Every metric
+//! name stays well formed.
 
 use host_tests::artifacts::llm_pulse_host;
 use std::collections::BTreeSet;

@@ -2,7 +2,8 @@
 //! streaming chat request, then every metric the plugin defined, printed.
 //!
 //! Needs `target/wasm32-wasip1/release/llm_pulse.wasm` (`scripts/test` builds it). Only what
-//! DESIGN.md §2-3 promises is asserted; the filter's own tests go further.
+//! docs/design.md ("A request's life", "Metrics") promises is asserted; the filter's own tests go
+//! further.
 
 use host_tests::artifacts::llm_pulse_host;
 use std::time::Duration;
