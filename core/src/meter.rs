@@ -112,6 +112,24 @@ const FLUSH_NS: u64 = 100_000_000;
 /// billions (a bug or hostile), and each sample is a host call.
 pub const MAX_ITL_SAMPLES_PER_EVENT: u32 = 4096;
 
+/// The [`TokenRecorder`] of a stream's figures. A macro, not a method: it borrows the fields
+/// it needs one by one, so it can be built while the stream's body parser is borrowed too.
+macro_rules! recorder {
+    ($s:ident, $vm:expr, $host:expr, $now:expr) => {
+        TokenRecorder {
+            vm: $vm,
+            host: $host,
+            now: $now,
+            model: $s.model.unwrap_or(ModelId::OTHER),
+            clock: $s.clock.get_or_insert_with(|| StreamClock::new($now)),
+            itl_id: &mut $s.itl_id,
+            tokens: &mut $s.tokens_pending,
+            itl_sum: &mut $s.itl_sum_pending,
+            queued: &mut $s.queued,
+        }
+    };
+}
+
 impl StreamMeter {
     /// Request headers arrived. `method` is `:method`; `encoded_body`: the request has a
     /// `content-encoding`, so its body cannot be scanned.
@@ -381,22 +399,12 @@ impl StreamMeter {
             if let Some(answer) = sse.take_model() {
                 self.on_answer_model(vm, host, answer);
             }
-            let mut r = self.recorder(vm, host, now);
+            let mut r = recorder!(self, vm, host, now);
             for k in early {
                 r.tokens(k);
             }
         } else if let Body::Sse(sse) = &mut self.body {
-            let mut r = TokenRecorder {
-                vm,
-                host,
-                now,
-                model: self.model.unwrap_or(ModelId::OTHER),
-                clock: self.clock.get_or_insert_with(|| StreamClock::new(now)),
-                itl_id: &mut self.itl_id,
-                tokens: &mut self.tokens_pending,
-                itl_sum: &mut self.itl_sum_pending,
-                queued: &mut self.queued,
-            };
+            let mut r = recorder!(self, vm, host, now);
             let mut on_tokens = |k| r.tokens(k);
             match self.usage.as_mut().and_then(|u| u.response.as_mut()) {
                 Some(editor) => {
@@ -424,26 +432,6 @@ impl StreamMeter {
             self.flush_output_tokens(vm, host, now);
         }
         edited
-    }
-
-    /// The token recorder of this stream's figures, for reports made outside a feed.
-    fn recorder<'a>(
-        &'a mut self,
-        vm: &'a mut VmMeter,
-        host: &'a dyn Host,
-        now: u64,
-    ) -> TokenRecorder<'a> {
-        TokenRecorder {
-            vm,
-            host,
-            now,
-            model: self.model.unwrap_or(ModelId::OTHER),
-            clock: self.clock.get_or_insert_with(|| StreamClock::new(now)),
-            itl_id: &mut self.itl_id,
-            tokens: &mut self.tokens_pending,
-            itl_sum: &mut self.itl_sum_pending,
-            queued: &mut self.queued,
-        }
     }
 
     fn finish_response(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {

@@ -7,11 +7,10 @@
 
 use host_tests::envoy::{Envoy, EnvoyOptions};
 use host_tests::prom::Scrape;
-use host_tests::raw_http::read_request;
+use host_tests::raw_http::{read_request, LoggingWorker};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,53 +27,11 @@ struct Seen {
     first_token: Option<Instant>,
 }
 
-type Log = Arc<Mutex<BTreeMap<String, Seen>>>;
-
 /// A vLLM-shaped worker on 127.0.0.1 serving one model: `sim-model` is streamed (`x-ttft-ms`
 /// before the first token, `x-tokens` tokens `x-gap-ms` apart), any other model is a 404 as
 /// vLLM answers it; a HEAD is a 200 with a JSON content type and no body, `x-case: 204` a 204.
 /// Stopped when dropped.
-struct Worker {
-    addr: SocketAddr,
-    log: Log,
-    stop: Arc<AtomicBool>,
-}
-
-impl Worker {
-    fn start() -> Worker {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log: Log = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (Arc::clone(&log), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let l = Arc::clone(&l);
-                        std::thread::spawn(move || {
-                            let _ = conn.set_nonblocking(false);
-                            let _ = serve(conn, &l);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Worker { addr, log, stop }
-    }
-
-    fn seen(&self, id: &str) -> Seen {
-        self.log.lock().unwrap().get(id).cloned().unwrap()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
+type Worker = LoggingWorker<Seen>;
 
 fn serve(conn: TcpStream, log: &Mutex<BTreeMap<String, Seen>>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -246,7 +203,7 @@ fn requests(s: &Scrape, want: &[(&str, &str)]) -> f64 {
 }
 
 /// A filter-state value of the access-log line, as a number.
-fn logged_u64(entry: &serde_json::Value, key: &str) -> Option<u64> {
+pub(crate) fn logged_u64(entry: &serde_json::Value, key: &str) -> Option<u64> {
     match &entry[key] {
         serde_json::Value::String(s) => s.parse().ok(),
         v => v.as_u64(),
@@ -257,7 +214,7 @@ fn logged_u64(entry: &serde_json::Value, key: &str) -> Option<u64> {
 /// end, and every later `sim-model` request was labelled `other` until Envoy restarted.
 #[test]
 fn junk_models_answered_404_do_not_blind_real_ones() {
-    let worker = Worker::start();
+    let worker = Worker::start(serve).unwrap();
     let envoy = start_envoy(&worker, r#"{"max_models":32}"#);
     for i in 0..40 {
         let body = format!(r#"{{"model":"junk-{i}","stream":true}}"#);
@@ -271,7 +228,7 @@ fn junk_models_answered_404_do_not_blind_real_ones() {
             Duration::ZERO,
         );
         assert_eq!(status, 404);
-        assert_eq!(worker.seen(&id).model.as_deref(), Some(id.as_str()));
+        assert_eq!(worker.logged(&id).model.as_deref(), Some(id.as_str()));
         // The one verdict reaches the access log too.
         let entry = envoy
             .access_log_entry(&id, Duration::from_secs(10))
@@ -394,7 +351,7 @@ fn junk_names_a_permissive_worker_answers_are_labelled_by_the_served_model() {
 /// written) and the client's (last byte sent -> first token read); before, it held the upload.
 #[test]
 fn a_slow_upload_is_not_time_to_first_token() {
-    let worker = Worker::start();
+    let worker = Worker::start(serve).unwrap();
     let envoy = start_envoy(&worker, "{}");
     let body = br#"{"model":"sim-model","stream":true,"messages":[],"n":1}     "#;
     assert_eq!(body.len(), 60);
@@ -417,7 +374,7 @@ fn a_slow_upload_is_not_time_to_first_token() {
     assert!(String::from_utf8_lossy(&got).contains("[DONE]"));
     let upload = body_end - sent;
     let client_ttft = first.unwrap() - body_end;
-    let seen = worker.seen("slow-1");
+    let seen = worker.logged("slow-1");
     let worker_ttft = seen.first_token.unwrap() - seen.body_done;
     let entry = envoy
         .access_log_entry("slow-1", Duration::from_secs(10))
@@ -454,7 +411,7 @@ fn a_slow_upload_is_not_time_to_first_token() {
 /// JSON content type, were `bad_response` (an empty body does not parse).
 #[test]
 fn head_and_204_answers_are_not_bad_responses() {
-    let worker = Worker::start();
+    let worker = Worker::start(serve).unwrap();
     let envoy = start_envoy(&worker, "{}");
     let (status, ..) = http1(
         &envoy,
@@ -465,7 +422,7 @@ fn head_and_204_answers_are_not_bad_responses() {
         Duration::ZERO,
     );
     assert_eq!(status, 200);
-    assert_eq!(worker.seen("head-1").method, "HEAD");
+    assert_eq!(worker.logged("head-1").method, "HEAD");
     let body = br#"{"model":"sim-model"}"#;
     let (status, ..) = http1(
         &envoy,
@@ -495,7 +452,7 @@ fn head_and_204_answers_are_not_bad_responses() {
 /// response end without Envoy's flags) while `requests_total` said `overload`.
 #[test]
 fn an_overflow_503_is_overload_in_the_counter_and_the_access_log() {
-    let worker = Worker::start();
+    let worker = Worker::start(serve).unwrap();
     // One request at a time to the workers, none waiting: a second concurrent one overflows.
     let breaker = "      type: STATIC\n      connect_timeout: 2s\n      load_assignment:\n        cluster_name: workers";
     let envoy = Envoy::start(&EnvoyOptions {
@@ -528,10 +485,7 @@ fn an_overflow_503_is_overload_in_the_counter_and_the_access_log() {
     let first = hold("hold-1");
     let deadline = Instant::now() + Duration::from_secs(20);
     while worker
-        .log
-        .lock()
-        .unwrap()
-        .get("hold-1")
+        .try_logged("hold-1")
         .and_then(|s| s.first_token)
         .is_none()
     {
@@ -562,10 +516,7 @@ fn an_overflow_503_is_overload_in_the_counter_and_the_access_log() {
         Duration::ZERO,
     );
     assert_eq!(status, 503);
-    assert!(
-        worker.log.lock().unwrap().get("over").is_none(),
-        "reached the worker"
-    );
+    assert!(worker.try_logged("over").is_none(), "reached the worker");
     assert_eq!(first.join().unwrap(), 200);
     assert_eq!(second.join().unwrap(), 200);
     let entry = envoy
@@ -694,7 +645,7 @@ fn h2_break(envoy: &Envoy, id: &str, how: Breakage) -> serde_json::Value {
 /// blames the worker. Envoy flags such a stream DPE; the filter counts it `cancelled`.
 #[test]
 fn a_client_breaking_http2_framing_mid_stream_is_cancelled() {
-    let worker = Worker::start();
+    let worker = Worker::start(serve).unwrap();
     // Usage editing off: the flood case keeps its request stream open after the body, and an
     // edited request goes upstream without `content-length` (chunked), so this worker would
     // wait for the body's end and never send the first token the case needs (README, "Exact
@@ -713,7 +664,7 @@ fn a_client_breaking_http2_framing_mid_stream_is_cancelled() {
         // The access log has the counter's verdict (set at `on_log`, before the HCM's log).
         assert_eq!(entry["error_type"], "cancelled", "{how:?}: {entry}");
         // The worker did start streaming: the break came after its first token.
-        assert!(worker.seen(id).first_token.is_some());
+        assert!(worker.logged(id).first_token.is_some());
     }
     let scrape = settled(&envoy, |s| requests(s, &[]) >= 2.0);
     assert_eq!(requests(&scrape, &[("error_type", "cancelled")]), 2.0);

@@ -8,15 +8,16 @@
 //! (`on_log`) before the HCM's. The line's token figures are held to what the client and the
 //! worker saw of the same request, never to a wall-clock window.
 
-use super::e2e_traffic::{frame, hpack, DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS};
+use super::e2e_traffic::{
+    frame, hpack, logged_u64, DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS,
+};
 use host_tests::envoy::{Envoy, EnvoyOptions};
 use host_tests::prom::Scrape;
-use host_tests::raw_http::read_request;
+use host_tests::raw_http::{read_request, LoggingWorker};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::TcpStream;
+use std::sync::Mutex;
 use std::time::Duration;
 
 const CHAT: &str = "/v1/chat/completions";
@@ -48,55 +49,11 @@ struct Sent {
     end: End,
 }
 
-type Log = Arc<Mutex<BTreeMap<String, Sent>>>;
-
 /// A vLLM-shaped worker on 127.0.0.1: streams `x-tokens` token events (default 40)
 /// `x-gap-ms` apart (default 50), then `[DONE]`; `x-cut-after: n` closes the connection after
 /// n events, `x-stall-after: n` sends nothing more after n events and holds the connection
 /// until Envoy closes it. Stopped when dropped.
-struct Worker {
-    addr: SocketAddr,
-    log: Log,
-    stop: Arc<AtomicBool>,
-}
-
-impl Worker {
-    fn start() -> Worker {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let log: Log = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (l, s) = (Arc::clone(&log), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let l = Arc::clone(&l);
-                        std::thread::spawn(move || {
-                            let _ = conn.set_nonblocking(false);
-                            let _ = serve(conn, &l);
-                        });
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        Worker { addr, log, stop }
-    }
-
-    fn sent(&self, id: &str) -> Sent {
-        let log = self.log.lock().unwrap();
-        *log.get(id)
-            .unwrap_or_else(|| panic!("{id} never reached the worker"))
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
+type Worker = LoggingWorker<Sent>;
 
 fn serve(conn: TcpStream, log: &Mutex<BTreeMap<String, Sent>>) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -277,19 +234,11 @@ impl H2 {
     }
 }
 
-/// A filter-state value of the access-log line, as a number.
-fn logged_u64(entry: &serde_json::Value, key: &str) -> Option<u64> {
-    match &entry[key] {
-        serde_json::Value::String(s) => s.parse().ok(),
-        v => v.as_u64(),
-    }
-}
-
 /// 10 clients leaving and 5 worker cuts per client protocol, and streams cut by the route's
 /// idle timeout and deadline: every access-log line carries the verdict the counter got.
 #[test]
 fn unfinished_streams_carry_their_verdict_in_the_access_log() {
-    let worker = Worker::start();
+    let worker = Worker::start(serve).unwrap();
     // Requests with `x-case: deadline` take a route with a 1 s deadline; the others keep the
     // shipped route, its idle timeout shortened.
     let route = "                        - match: { prefix: \"/\" }\n                          route:\n                            cluster: workers\n";
@@ -347,7 +296,7 @@ fn unfinished_streams_carry_their_verdict_in_the_access_log() {
         let entry = envoy.access_log_entry(id, Duration::from_secs(20)).unwrap();
         println!(
             "{id}: client {seen:?}, worker {:?}: {entry}",
-            worker.sent(id)
+            worker.logged(id)
         );
         // No run finished: the client left, or never got the stream's end.
         assert!(!seen.done, "{id}: the stream finished: {entry}");
@@ -361,7 +310,7 @@ fn unfinished_streams_carry_their_verdict_in_the_access_log() {
         let logged = entry["error_type"].as_str().unwrap_or_default().to_string();
         *logged_verdicts.entry(logged).or_default() += 1.0;
         // The filter saw at least what the client got and at most what the worker sent.
-        let sent = worker.sent(id);
+        let sent = worker.logged(id);
         let tokens = logged_u64(&entry, "output_tokens");
         if !tokens.is_some_and(|t| u64::from(seen.tokens) <= t && t <= u64::from(sent.tokens)) {
             wrong_figures.push(format!(

@@ -62,6 +62,17 @@ fn field_u64(entry: &serde_json::Value, key: &str) -> Option<u64> {
     field(entry, key).and_then(|s| s.parse().ok())
 }
 
+/// The access-log line's token figures are the worker's usage, and say so.
+fn assert_the_workers_usage(id: &str, e: &serde_json::Value, prompt: u64, completion: u64) {
+    assert_eq!(field_u64(e, "input_tokens"), Some(prompt), "{id}: {e}");
+    assert_eq!(field_u64(e, "output_tokens"), Some(completion), "{id}: {e}");
+    assert_eq!(
+        field(e, "token_source").as_deref(),
+        Some("usage"),
+        "{id}: {e}"
+    );
+}
+
 /// Sends `body` both ways and checks the client got the same bytes; returns the access-log
 /// entry of the request through Envoy.
 fn both_ways(
@@ -133,17 +144,7 @@ fn streams_that_do_not_ask_for_usage_get_the_workers_figures_and_the_same_bytes(
         let truth_body = truth_body.replace(r#","stream_options":null"#, "");
         let (prompt, completion) = worker_usage(sim.addr, path, &headers, &truth_body);
         eprintln!("{id}: access log {e}; worker usage prompt {prompt} completion {completion}");
-        assert_eq!(field_u64(&e, "input_tokens"), Some(prompt), "{id}: {e}");
-        assert_eq!(
-            field_u64(&e, "output_tokens"),
-            Some(completion),
-            "{id}: {e}"
-        );
-        assert_eq!(
-            field(&e, "token_source").as_deref(),
-            Some("usage"),
-            "{id}: {e}"
-        );
+        assert_the_workers_usage(id, &e, prompt, completion);
         ttfts.push(field_u64(&e, "ttft_us").unwrap());
     }
 
@@ -378,21 +379,7 @@ fn an_http2_upstream_gets_a_well_framed_edit() {
         let truth = body.replace(r#","stream_options":{"include_usage":false}"#, "");
         let (prompt_tokens, completion) = worker_usage(sim.addr, path, &headers, &truth);
         eprintln!("{id}: {e}");
-        assert_eq!(
-            field_u64(&e, "input_tokens"),
-            Some(prompt_tokens),
-            "{id}: {e}"
-        );
-        assert_eq!(
-            field_u64(&e, "output_tokens"),
-            Some(completion),
-            "{id}: {e}"
-        );
-        assert_eq!(
-            field(&e, "token_source").as_deref(),
-            Some("usage"),
-            "{id}: {e}"
-        );
+        assert_the_workers_usage(id, &e, prompt_tokens, completion);
     }
     // Envoy did speak HTTP/2 to the worker.
     let stats = envoy
