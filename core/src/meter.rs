@@ -388,14 +388,9 @@ impl StreamMeter {
             // wait, so that its TTFT goes to that label; they are replayed with this read's
             // time, as they would have been recorded.
             let mut early = Vec::new();
-            let mut hold = |k| early.push(k);
-            match self.usage.as_mut().and_then(|u| u.response.as_mut()) {
-                Some(editor) => {
-                    sse.feed_edges(chunk, &mut hold, editor);
-                    edited = editor.finish_chunk(chunk, end);
-                }
-                None => sse.feed(chunk, &mut hold),
-            }
+            edited = feed_sse(sse, self.usage.as_deref_mut(), chunk, end, &mut |k| {
+                early.push(k)
+            });
             if let Some(answer) = sse.take_model() {
                 self.on_answer_model(vm, host, answer);
             }
@@ -405,14 +400,9 @@ impl StreamMeter {
             }
         } else if let Body::Sse(sse) = &mut self.body {
             let mut r = recorder!(self, vm, host, now);
-            let mut on_tokens = |k| r.tokens(k);
-            match self.usage.as_mut().and_then(|u| u.response.as_mut()) {
-                Some(editor) => {
-                    sse.feed_edges(chunk, &mut on_tokens, editor);
-                    edited = editor.finish_chunk(chunk, end);
-                }
-                None => sse.feed(chunk, &mut on_tokens),
-            }
+            edited = feed_sse(sse, self.usage.as_deref_mut(), chunk, end, &mut |k| {
+                r.tokens(k)
+            });
         } else if let Body::Json(json) = &mut self.body {
             json.feed(chunk);
         } else if let Body::Refusal(scan) = &mut self.body {
@@ -436,7 +426,7 @@ impl StreamMeter {
 
     fn finish_response(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
         self.response_complete = true;
-        let answer = match &mut self.body {
+        let mut answer = match &mut self.body {
             Body::Json(json) => {
                 let summary = json.finish();
                 Some((summary, json.take_model()))
@@ -445,7 +435,7 @@ impl StreamMeter {
         };
         if self.awaiting_answer_model {
             // A stream with no JSON event says nothing: the request's name, as accepted.
-            let model = answer.as_ref().and_then(|(_, m)| m.clone());
+            let model = answer.as_mut().and_then(|(_, m)| m.take());
             self.on_answer_model(vm, host, model);
         }
         let summary = match &mut self.body {
@@ -683,6 +673,27 @@ impl StreamMeter {
         );
         self.dequeue(vm, host);
         error.is_none() && self.endpoint.is_inference() && (200..300).contains(&self.status)
+    }
+}
+
+/// Feeds a read to the SSE parser, through the usage editor when the stream has one; returns
+/// the bytes to send instead when the editor changed the read.
+fn feed_sse<F: FnMut(u32)>(
+    sse: &mut SseResponse,
+    usage: Option<&mut UsageEdit>,
+    chunk: &[u8],
+    end: bool,
+    on_tokens: &mut F,
+) -> Option<Vec<u8>> {
+    match usage.and_then(|u| u.response.as_mut()) {
+        Some(editor) => {
+            sse.feed_edges(chunk, on_tokens, editor);
+            editor.finish_chunk(chunk, end)
+        }
+        None => {
+            sse.feed(chunk, on_tokens);
+            None
+        }
     }
 }
 
