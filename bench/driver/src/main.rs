@@ -1934,17 +1934,8 @@ mod micro {
         for _ in 0..3 {
             usage_request(&mut host, &body, worker, tokens, 1)?;
         }
-        let mut count = |t: u32, per_chunk: usize| -> Result<BTreeMap<String, u64>> {
-            let before = host.host_calls(0)?;
-            usage_request(&mut host, &body, worker, t, per_chunk)?;
-            let after = host.host_calls(0)?;
-            Ok(after
-                .into_iter()
-                .map(|(k, v)| {
-                    let d = v - before.get(&k).copied().unwrap_or(0);
-                    (k, d)
-                })
-                .collect())
+        let mut count = |t: u32, per_chunk: usize| {
+            calls_during(&mut host, |h| usage_request(h, &body, worker, t, per_chunk))
         };
         let none = count(0, 1)?;
         let one = count(tokens, 1)?;
@@ -1993,16 +1984,25 @@ mod micro {
         for _ in 0..3 {
             one(&mut host)?;
         }
+        let mut calls = calls_during(&mut host, one)?;
+        calls.retain(|_, d| *d > 0);
+        Ok(calls)
+    }
+
+    /// The host calls `run` makes in VM 0, by kind.
+    fn calls_during(
+        host: &mut Host,
+        run: impl FnOnce(&mut Host) -> Result<()>,
+    ) -> Result<BTreeMap<String, u64>> {
         let before = host.host_calls(0)?;
-        one(&mut host)?;
-        Ok(host
-            .host_calls(0)?
+        run(host)?;
+        let after = host.host_calls(0)?;
+        Ok(after
             .into_iter()
             .map(|(k, v)| {
                 let d = v - before.get(&k).copied().unwrap_or(0);
                 (k, d)
             })
-            .filter(|(_, d)| *d > 0)
             .collect())
     }
 
@@ -2096,17 +2096,8 @@ mod micro {
         for _ in 0..3 {
             request(&mut host, &events, 1)?;
         }
-        let mut count = |evs: &[Vec<u8>], per_chunk: usize| -> Result<BTreeMap<String, u64>> {
-            let before = host.host_calls(0)?;
-            request(&mut host, evs, per_chunk)?;
-            let after = host.host_calls(0)?;
-            Ok(after
-                .into_iter()
-                .map(|(k, v)| {
-                    let d = v - before.get(&k).copied().unwrap_or(0);
-                    (k, d)
-                })
-                .collect())
+        let mut count = |evs: &[Vec<u8>], per_chunk: usize| {
+            calls_during(&mut host, |h| request(h, evs, per_chunk).map(drop))
         };
         let none = count(&[], 1)?;
         let one = count(&events, 1)?;
