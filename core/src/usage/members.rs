@@ -31,15 +31,7 @@ pub fn object_members(text: &[u8], open: usize) -> Option<(Vec<Member>, usize)> 
         return Some((members, i));
     }
     loop {
-        if text.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(text, i)?;
-        let colon = skip_ws(text, key_end);
-        if text.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value_start = skip_ws(text, colon + 1);
+        let (key_end, value_start) = member_value(text, i)?;
         let value_end = value_end(text, value_start)?;
         members.push(Member {
             key: i..key_end,
@@ -52,6 +44,20 @@ pub fn object_members(text: &[u8], open: usize) -> Option<(Vec<Member>, usize)> 
             _ => return None,
         }
     }
+}
+
+/// The member whose key's opening quote is `text[key]`: where its key ends and its value
+/// starts (past the `:` and whitespace). `None` when that is not a key and a colon.
+pub fn member_value(text: &[u8], key: usize) -> Option<(usize, usize)> {
+    if text.get(key) != Some(&b'"') {
+        return None;
+    }
+    let key_end = string_end(text, key)?;
+    let colon = skip_ws(text, key_end);
+    if text.get(colon) != Some(&b':') {
+        return None;
+    }
+    Some((key_end, skip_ws(text, colon + 1)))
 }
 
 /// The bytes to cut so that member `index` of `members` is gone and the object stays valid:
@@ -68,7 +74,7 @@ pub fn removal(members: &[Member], index: usize) -> Option<Range<usize>> {
     }
 }
 
-pub fn skip_ws(text: &[u8], mut i: usize) -> usize {
+fn skip_ws(text: &[u8], mut i: usize) -> usize {
     while matches!(text.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
         i += 1;
     }
@@ -76,7 +82,7 @@ pub fn skip_ws(text: &[u8], mut i: usize) -> usize {
 }
 
 /// The index after the closing quote of the string that starts at `text[start]`.
-pub fn string_end(text: &[u8], start: usize) -> Option<usize> {
+fn string_end(text: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     loop {
         match text.get(i)? {

@@ -17,7 +17,7 @@
 //! `stream` in an earlier chunk, a second `stream_options`, a body that is not one JSON object)
 //! is left unchanged, and the figures are counted from the deltas.
 
-use super::members::{object_members, skip_ws, string_end};
+use super::members::{member_value, object_members};
 use super::{Asked, UsageMode};
 use crate::protocol::request::{ChunkMarks, RequestFacts};
 use std::ops::Range;
@@ -119,15 +119,7 @@ impl RequestUsage {
 
     /// The client's own `stream_options`, whose key's quote is at `chunk[at]`.
     fn merge(&self, chunk: &[u8], at: usize) -> Option<(Asked, Vec<Splice>)> {
-        if chunk.get(at) != Some(&b'"') {
-            return None;
-        }
-        let key = string_end(chunk, at)?;
-        let colon = skip_ws(chunk, key);
-        if chunk.get(colon) != Some(&b':') {
-            return None;
-        }
-        let value = skip_ws(chunk, colon + 1);
+        let (_, value) = member_value(chunk, at)?;
         if chunk.get(value..value + 4) == Some(b"null") {
             let after = chunk.get(value + 4)?;
             if !matches!(after, b',' | b'}' | b' ' | b'\t' | b'\r' | b'\n') {
