@@ -497,9 +497,8 @@ mod tests {
     #[test]
     fn expect_defaults_to_the_backend_answer() {
         let target = |fields: &str| {
-            let json = format!(
-                r#"{{"health":{{"targets":[{{"name":"w","cluster":"c",{fields}}}]}}}}"#
-            );
+            let json =
+                format!(r#"{{"health":{{"targets":[{{"name":"w","cluster":"c",{fields}}}]}}}}"#);
             parse(&json).unwrap().health.unwrap()
         };
         let vllm = target(r#""backend":"vllm""#);

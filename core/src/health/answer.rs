@@ -484,7 +484,12 @@ mod tests {
             // A completion is no image.
             br#"{"choices":[{"index":0,"text":"x","finish_reason":"length"}]}"#,
         ] {
-            assert_eq!(image(body, false), no_image, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                image(body, false),
+                no_image,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         let no_ref = Err("answer's images have no `b64_json` or `url`".to_string());
         for body in [
@@ -495,7 +500,12 @@ mod tests {
             br#"{"data":[{"image":{"b64_json":"QUFB"}}]}"#,
             br#"{"data":[1,"QUFB",null]}"#,
         ] {
-            assert_eq!(image(body, false), no_ref, "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                image(body, false),
+                no_ref,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
         // vLLM-Omni's engine error, and one inside a 200 beside an image.
         let error = br#"{"error":{"message":"CUDA out of memory","type":"InternalServerError","param":null,"code":500,"request_id":"img_gen-1","error_stage_id":0}}"#;

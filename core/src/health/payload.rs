@@ -199,6 +199,9 @@ mod tests {
         let t = target(r#","payload":{"prompt":"a","size":"256x256"}"#, "diffusion");
         let r = probe_request(&t, None);
         assert_eq!(r.path, "/v1/images/generations");
-        assert_eq!(r.body.as_deref(), Some(r#"{"prompt":"a","size":"256x256"}"#));
+        assert_eq!(
+            r.body.as_deref(),
+            Some(r#"{"prompt":"a","size":"256x256"}"#)
+        );
     }
 }

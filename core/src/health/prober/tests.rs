@@ -504,7 +504,10 @@ fn discovery_reads_at_most_the_cap() {
 /// One prober for a target given in full, its answer cap as the filter sets it.
 fn rig_for(target: &str) -> Rig {
     let json = format!(r#"{{"health":{{"targets":[{target}]}}}}"#);
-    let h = Config::parse(json.as_bytes(), None).unwrap().health.unwrap();
+    let h = Config::parse(json.as_bytes(), None)
+        .unwrap()
+        .health
+        .unwrap();
     let mut rig = Rig::new(1, "");
     rig.vms[0] = Prober::new("llm", h.targets, 7).answers(h.max_answer_bytes, false);
     rig.vms[0].start(&rig.host);
