@@ -168,6 +168,8 @@ pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// `worst_case_png_fits`); a one-step image is far smaller (a smooth 512x512 gradient: 338 KB).
 pub const DEFAULT_IMAGE_MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 const MAX_MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+// A default is a value the field itself accepts.
+const _: () = assert!(DEFAULT_IMAGE_MAX_ANSWER_BYTES <= MAX_MAX_ANSWER_BYTES);
 
 /// The `health` object as written, before validation.
 #[derive(Deserialize)]
@@ -538,7 +540,6 @@ mod tests {
         assert_eq!(b64_png(4), 1_398_984);
         // The JSON around it is a few hundred bytes.
         assert!(b64_png(4) + 1_024 < DEFAULT_IMAGE_MAX_ANSWER_BYTES);
-        assert!(DEFAULT_IMAGE_MAX_ANSWER_BYTES <= MAX_MAX_ANSWER_BYTES);
     }
 
     #[test]
