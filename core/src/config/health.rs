@@ -14,7 +14,7 @@ pub enum Backend {
     Sglang,
     Trtllm,
     Openai,
-    /// An image-diffusion worker serving the OpenAI Images API (vLLM-Omni, SGLang diffusion).
+    /// An image-diffusion worker serving the OpenAI Images API (vLLM-Omni with `--omni`).
     Diffusion,
 }
 

@@ -1,5 +1,6 @@
 //! Judging a worker's answer to a probe (a completion, or an image from an image-diffusion
-//! worker) or to `GET /v1/models` (docs/design.md, "Health probes" and "Untrusted input"): the body is fed in chunks to the streaming JSON scanner
+//! worker) or to `GET /v1/models` (docs/design.md, "Health probes" and "Untrusted input"): the
+//! body is fed in chunks to the streaming JSON scanner
 //! ([`crate::protocol::json`]) and never kept or parsed into a tree, so judging it costs O(1)
 //! memory whatever the worker sends. The caller refuses probe answers over
 //! `health.max_answer_bytes` before reading a byte of them ([`too_large`]), and reads a model list
