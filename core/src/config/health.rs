@@ -165,7 +165,7 @@ const MAX_TARGETS: usize = 256;
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// The default when a target expects an image: the diffusion probe's 512x512 PNG, base64
 /// encoded, is at most ~1.05 MB in RGB and ~1.4 MB in RGBA (incompressible pixels, see
-/// `worst_case_png_fits`); a one-step image is far smaller (a smooth 512x512 gradient: 338 KB).
+/// `worst_case_png_fits`); a real image compresses below that.
 pub const DEFAULT_IMAGE_MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 const MAX_MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 // A default is a value the field itself accepts.
