@@ -10,7 +10,7 @@ use crate::labels::Endpoint;
 use std::cell::Cell;
 
 /// The body of the local answer, in the OpenAI error shape clients already parse.
-pub const BODY: &str = r#"{"error":{"code":503,"message":"llm-pulse: the worker's inference probe fails; try another worker","type":"unavailable"}}"#;
+pub const BODY: &str = r#"{"error":{"code":503,"message":"this worker's inference probe fails (llm-pulse health.fail_fast): try another worker","type":"unavailable"}}"#;
 
 /// Whether to refuse, decided from a readiness read at most one probe tick old: a request
 /// costs no shared-data read while the cached answer is fresh.

@@ -252,12 +252,7 @@ struct Seen {
     during_freeze: u64,
 }
 
-fn seen(
-    samples: &[Sample],
-    i: usize,
-    stopped: Instant,
-    resumed: Instant,
-) -> Seen {
+fn seen(samples: &[Sample], i: usize, stopped: Instant, resumed: Instant) -> Seen {
     let series: Vec<(Instant, u64)> = samples
         .iter()
         .filter_map(|(at, c)| Some((*at, (*c.get(i)?)?)))
@@ -756,4 +751,33 @@ fn fail_fast_sidecars_with_outlier_detection_and_retries_take_a_frozen_worker_ou
         .admin_get("/stats?filter=^cluster.workers.upstream_rq_retry$")
         .unwrap();
     eprintln!("EJECT caller -> fail-fast sidecars: {}", retried.trim());
+}
+
+/// Envoy Gateway's example (examples/envoy-gateway/backend-traffic-policy.yaml) asks what
+/// envoy/caller.yaml's `active health check` asks, which the runs above measure: the
+/// sidecar's `/health`, one failed answer out, one passed answer back.
+#[test]
+fn envoy_gateway_policy_checks_what_the_caller_checks() {
+    let root = host_tests::envoy::repo_root();
+    let read = |p: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(root.join(p)).unwrap();
+        let mut text = host_tests::envoy::without_block(&text, "fail-fast callers");
+        // Placeholders (ports, durations) are not compared: any value will do.
+        while let Some(start) = text.find("${") {
+            let end = start + text[start..].find('}').unwrap();
+            text.replace_range(start..=end, "1");
+        }
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let btp = read("examples/envoy-gateway/backend-traffic-policy.yaml");
+    assert_eq!(btp["apiVersion"], "gateway.envoyproxy.io/v1alpha1");
+    assert_eq!(btp["kind"], "BackendTrafficPolicy");
+    let active = &btp["spec"]["healthCheck"]["active"];
+    let caller = read("envoy/caller.yaml");
+    let hc = &caller["static_resources"]["clusters"][0]["health_checks"][0];
+    assert_eq!(active["type"], "HTTP");
+    assert_eq!(active["http"]["path"], hc["http_health_check"]["path"]);
+    assert_eq!(active["http"]["expectedStatuses"], serde_json::json!([200]));
+    assert_eq!(active["unhealthyThreshold"], hc["unhealthy_threshold"]);
+    assert_eq!(active["healthyThreshold"], hc["healthy_threshold"]);
 }
