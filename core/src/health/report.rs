@@ -40,6 +40,9 @@ impl Endpoints {
     /// The endpoint a request `:path` (query ignored) names, if any is served at all. The
     /// caller then checks the method and, when [`Serve::needs_authority`], the authority.
     pub fn endpoint(&self, path: &[u8]) -> Option<Endpoint> {
+        if self.serve == Serve::Off && self.target_path.is_none() {
+            return None;
+        }
         let path = path.split(|&b| b == b'?').next().unwrap_or_default();
         if self
             .target_path
