@@ -1163,6 +1163,23 @@ pub fn bad_configs() -> Vec<BadConfig> {
             "health.max_answer_bytes",
             "must be between 1024 and 4194304",
         ),
+        // `expect` judges a custom payload's answer: without one it would contradict the
+        // built-in probe's.
+        top(
+            r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"vllm","expect":"image"}]}}"#,
+            "health.targets[0].expect",
+            "set `payload` too",
+        ),
+        top(
+            r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"vllm","payload":{},"expect":"json"}]}}"#,
+            "health.targets[0].expect",
+            "unknown variant `json`",
+        ),
+        top(
+            r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"diffusion","prefill":true}]}}"#,
+            "health.targets[0].prefill",
+            "no prefill-only request",
+        ),
         top(
             r#"{"health":{"targets":[{"backend":"vllm","cluster":"c"}]}}"#,
             "health.targets[0]",
@@ -1408,6 +1425,12 @@ pub fn probe_payloads() -> Vec<(&'static str, &'static str, &'static str, &'stat
             r#","prefill":true"#,
             "/generate",
             r#"{"bootstrap_host":"2.2.2.2","bootstrap_room":0,"input_ids":[1],"sampling_params":{"ignore_eos":false,"max_new_tokens":1,"temperature":0},"stream":false}"#,
+        ),
+        (
+            "diffusion",
+            "",
+            "/v1/images/generations",
+            r#"{"model":"m","n":1,"num_inference_steps":1,"prompt":"test","response_format":"b64_json","size":"512x512"}"#,
         ),
         (
             "openai",

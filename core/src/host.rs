@@ -51,6 +51,9 @@ pub trait Host {
     /// Envoy's account of the current stream's end (three property reads: ask only when it
     /// can change the verdict).
     fn envoy_end(&self) -> EnvoyEnd;
+    /// The address (`ip:port`) of the upstream host serving the current stream, Envoy's
+    /// `upstream.address`; `None` before one is chosen. One property read.
+    fn upstream_address(&self) -> Option<Vec<u8>>;
     /// An HTTP call to `cluster` (headers include `:method`, `:path`, `:authority`); the answer
     /// arrives later with the returned token.
     fn dispatch_http_call(

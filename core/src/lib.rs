@@ -4,6 +4,7 @@
 //! from a proxy is the [`host::Host`] trait, which the `llm-pulse` filter crate implements on
 //! Envoy's hostcalls and [`host::fake::FakeHost`] implements for the unit tests.
 
+pub mod capped;
 pub mod config;
 pub mod health;
 pub mod host;
@@ -16,6 +17,7 @@ pub mod protocol;
 pub mod shared;
 pub mod timing;
 pub mod usage;
+pub mod workers;
 
 #[cfg(test)]
 mod contract_cases;

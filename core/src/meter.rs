@@ -4,7 +4,8 @@
 use crate::config::Config;
 use crate::host::{EnvoyEnd, Host};
 use crate::labels::{Endpoint, ErrorType, RequestType};
-use crate::metrics::{Lookup, Metric, Metrics, ModelId, Series};
+use crate::metrics::{Lookup, Metric, Metrics, ModelId, Series, WorkerId};
+use crate::models::Models;
 use crate::outcome::Outcome;
 use crate::protocol::request::RequestScanner;
 use crate::protocol::response::{JsonResponse, SseResponse, Summary};
@@ -13,6 +14,7 @@ use crate::usage::events::SseEditor;
 use crate::usage::refusal::{self, RefusalScan};
 use crate::usage::request::RequestUsage;
 use crate::usage::{Asked, UsageMode};
+use crate::workers::Workers;
 
 /// Per-VM state shared by all streams of one worker thread.
 pub struct VmMeter {
@@ -24,7 +26,16 @@ pub struct VmMeter {
 impl VmMeter {
     pub fn new(config: &Config) -> VmMeter {
         VmMeter {
-            metrics: Metrics::new(&config.metrics_prefix, config.max_models, &config.models),
+            metrics: Metrics::new(
+                &config.metrics_prefix,
+                Models::new(&config.metrics_prefix, config.max_models, &config.models),
+                Workers::new(
+                    &config.metrics_prefix,
+                    config.worker_label,
+                    config.max_workers,
+                    &config.named_workers(),
+                ),
+            ),
             usage: config.usage_stats,
         }
     }
@@ -61,8 +72,14 @@ pub struct StreamMeter {
     model: Option<ModelId>,
     /// A model name no worker has accepted yet: admitted if this request's answer is 2xx.
     pending_model: Option<String>,
-    /// Where this request's inflight +1 went, so the -1 goes to the same series.
+    /// Where this request's inflight +1 went, so the -1 goes to the same series (with
+    /// `worker`).
     inflight_model: Option<ModelId>,
+    /// The worker that served the request (`worker_label`): [`WorkerId::NONE`] until the
+    /// response says, or when the label is off.
+    worker: WorkerId,
+    /// Whether Envoy was asked for the worker (once per request).
+    worker_read: bool,
     /// The request counts in `queued_requests` (under `inflight_model`): its body arrived and
     /// no first token yet.
     queued: bool,
@@ -120,7 +137,7 @@ macro_rules! recorder {
             vm: $vm,
             host: $host,
             now: $now,
-            model: $s.model.unwrap_or(ModelId::OTHER),
+            series: Series::labels($s.model.unwrap_or(ModelId::OTHER), $s.worker),
             clock: $s.clock.get_or_insert_with(|| StreamClock::new($now)),
             itl_id: &mut $s.itl_id,
             tokens: &mut $s.tokens_pending,
@@ -144,6 +161,8 @@ impl StreamMeter {
             model: None,
             pending_model: None,
             inflight_model: None,
+            worker: WorkerId::NONE,
+            worker_read: false,
             queued: false,
             awaiting_answer_model: false,
             itl_id: None,
@@ -248,8 +267,9 @@ impl StreamMeter {
         self.inflight_model = Some(model);
         self.queued = true;
         let m = &mut vm.metrics;
-        m.increment(host, Metric::InflightRequests, Series::model_only(model), 1);
-        m.increment(host, Metric::QueuedRequests, Series::model_only(model), 1);
+        let series = Series::labels(model, self.worker);
+        m.increment(host, Metric::InflightRequests, series, 1);
+        m.increment(host, Metric::QueuedRequests, series, 1);
     }
 
     /// The request leaves `queued_requests`: its first token, or an answer without tokens.
@@ -299,8 +319,12 @@ impl StreamMeter {
         }
         if let Some(old) = self.inflight_model {
             let m = &mut vm.metrics;
-            m.increment(host, Metric::InflightRequests, Series::model_only(old), -1);
-            m.increment(host, Metric::InflightRequests, Series::model_only(id), 1);
+            let (was, now) = (
+                Series::labels(old, self.worker),
+                Series::labels(id, self.worker),
+            );
+            m.increment(host, Metric::InflightRequests, was, -1);
+            m.increment(host, Metric::InflightRequests, now, 1);
             if self.queued {
                 m.increment(host, Metric::QueuedRequests, Series::model_only(old), -1);
                 m.increment(host, Metric::QueuedRequests, Series::model_only(id), 1);
@@ -308,10 +332,46 @@ impl StreamMeter {
         }
         self.inflight_model = Some(id);
         self.model = Some(id);
-        // Ids cached for the old label would send this request's figures there.
+        self.forget_ids();
+    }
+
+    /// Ids cached for an old label would send this request's figures there.
+    fn forget_ids(&mut self) {
         self.itl_id = None;
         self.output_tokens_id = None;
         self.itl_total_id = None;
+    }
+
+    /// Asks Envoy once which worker serves the request (`worker_label` on) and labels the
+    /// request with it; `accepted`: that worker answered 2xx, so it may enter the cap. The
+    /// in-flight +1 moves to the worker's series.
+    fn learn_worker(&mut self, vm: &mut VmMeter, host: &dyn Host, accepted: bool) {
+        if !vm.metrics.workers.enabled() || std::mem::replace(&mut self.worker_read, true) {
+            return;
+        }
+        let Some(address) = host.upstream_address() else {
+            return;
+        };
+        let id = vm.metrics.workers.resolve(host, &address, accepted);
+        if id == self.worker {
+            return;
+        }
+        if let Some(model) = self.inflight_model {
+            let m = &mut vm.metrics;
+            let (was, now) = (
+                Series::labels(model, self.worker),
+                Series::labels(model, id),
+            );
+            m.increment(host, Metric::InflightRequests, was, -1);
+            m.increment(host, Metric::InflightRequests, now, 1);
+        }
+        self.worker = id;
+        self.forget_ids();
+    }
+
+    /// The labels of this request's per-request figures.
+    fn labels(&self) -> Series {
+        Series::labels(self.model.unwrap_or(ModelId::OTHER), self.worker)
     }
 
     /// The response headers; returns whether the filter will change the body's length (the
@@ -331,6 +391,7 @@ impl StreamMeter {
         if !success {
             self.pending_model = None;
         }
+        self.learn_worker(vm, host, success);
         // HEAD, 204 and 304 answers have no body whatever their headers say.
         let bodiless = self.head || head.status == 204 || head.status == 304;
         self.body = if !self.endpoint.is_inference() || !success || !identity || bodiless {
@@ -447,11 +508,11 @@ impl StreamMeter {
                     let clock = self.clock.get_or_insert_with(|| StreamClock::new(now));
                     clock.on_tokens(now, 1);
                     let ttft_us = clock.elapsed_us(now);
-                    let model = self.model.unwrap_or(ModelId::OTHER);
+                    let series = self.labels();
                     vm.metrics.record_with_total(
                         host,
                         (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
-                        Series::model_only(model),
+                        series,
                         ttft_us,
                     );
                 }
@@ -477,14 +538,10 @@ impl StreamMeter {
 
     fn flush_output_tokens(&mut self, vm: &mut VmMeter, host: &dyn Host, now: u64) {
         self.last_flush_ns = now;
-        let model = self.model.unwrap_or(ModelId::OTHER);
+        let series = self.labels();
         if self.itl_sum_pending > 0 {
             if self.itl_total_id.is_none() {
-                self.itl_total_id = vm.metrics.id(
-                    host,
-                    Metric::InterTokenLatencyTotal,
-                    Series::model_only(model),
-                );
+                self.itl_total_id = vm.metrics.id(host, Metric::InterTokenLatencyTotal, series);
             }
             if let Some(id) = self.itl_total_id {
                 host.increment_metric(id, i64::try_from(self.itl_sum_pending).unwrap_or(i64::MAX));
@@ -496,9 +553,7 @@ impl StreamMeter {
         }
         let delta = i64::try_from(self.tokens_pending).unwrap_or(i64::MAX);
         if self.output_tokens_id.is_none() {
-            self.output_tokens_id =
-                vm.metrics
-                    .id(host, Metric::OutputTokensTotal, Series::model_only(model));
+            self.output_tokens_id = vm.metrics.id(host, Metric::OutputTokensTotal, series);
         }
         if let Some(id) = self.output_tokens_id {
             host.increment_metric(id, delta);
@@ -607,6 +662,9 @@ impl StreamMeter {
         // A request abandoned mid-upload never reached a worker: it has no duration to give.
         let request_complete = self.model.is_some();
         self.on_request_end(vm, host);
+        // A stream that ended before its answer (a refused connection, a reset): the worker
+        // Envoy chose, if any, never answered a 2xx.
+        self.learn_worker(vm, host, false);
         let now = host.now_ns();
         self.flush_output_tokens(vm, host, now);
         let model = self.model.unwrap_or(ModelId::OTHER);
@@ -620,6 +678,7 @@ impl StreamMeter {
         let request_type = self.request_type();
         let series = Series {
             model,
+            worker: self.worker,
             endpoint: self.endpoint,
             request_type,
             error,
@@ -635,7 +694,7 @@ impl StreamMeter {
             );
         }
         if let Some(s) = self.summary_now() {
-            let by_model = Series::model_only(model);
+            let by_model = Series::labels(model, self.worker);
             if let Some(n) = s.input_tokens {
                 m.record_with_total(
                     host,
@@ -668,7 +727,7 @@ impl StreamMeter {
         m.increment(
             host,
             Metric::InflightRequests,
-            Series::model_only(inflight),
+            Series::labels(inflight, self.worker),
             -1,
         );
         self.dequeue(vm, host);
@@ -703,7 +762,8 @@ struct TokenRecorder<'a> {
     vm: &'a mut VmMeter,
     host: &'a dyn Host,
     now: u64,
-    model: ModelId,
+    /// The request's labels (model, worker).
+    series: Series,
     clock: &'a mut StreamClock,
     itl_id: &'a mut Option<u32>,
     tokens: &'a mut u64,
@@ -718,7 +778,7 @@ impl TokenRecorder<'_> {
         match self.clock.on_tokens(self.now, k) {
             TokenTiming::First { ttft_us } => {
                 let m = &mut self.vm.metrics;
-                let series = Series::model_only(self.model);
+                let series = self.series;
                 m.record_with_total(
                     self.host,
                     (Metric::TimeToFirstToken, Metric::TimeToFirstTokenTotal),
@@ -731,11 +791,10 @@ impl TokenRecorder<'_> {
             }
             TokenTiming::Next { itl_us, samples } => {
                 if self.itl_id.is_none() {
-                    *self.itl_id = self.vm.metrics.id(
-                        self.host,
-                        Metric::InterTokenLatency,
-                        Series::model_only(self.model),
-                    );
+                    *self.itl_id =
+                        self.vm
+                            .metrics
+                            .id(self.host, Metric::InterTokenLatency, self.series);
                 }
                 if let Some(id) = *self.itl_id {
                     let samples = samples.min(MAX_ITL_SAMPLES_PER_EVENT);

@@ -5,8 +5,10 @@
 use crate::host::{Host, MetricKind};
 use crate::labels::{sanitize_label_value, Endpoint, ErrorType, RequestType};
 use crate::models::Models;
-// The meter takes a series' model id, and the lookup that gives it, from here.
+use crate::workers::Workers;
+// The meter takes a series' label ids, and the lookup that gives a model's, from here.
 pub use crate::models::{Lookup, ModelId};
+pub use crate::workers::WorkerId;
 use hashbrown::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,12 +68,19 @@ impl Metric {
             _ => MetricKind::Histogram,
         }
     }
+
+    /// Whether the metric is per request, so carries the `worker` label when it is on.
+    fn per_worker(self) -> bool {
+        !matches!(self, Metric::QueuedRequests)
+    }
 }
 
 /// The label values of one series; a metric uses the subset its contract row names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Series {
     pub model: ModelId,
+    /// [`WorkerId::NONE`] when the `worker` label is off.
+    pub worker: WorkerId,
     pub endpoint: Endpoint,
     pub request_type: RequestType,
     pub error: Option<ErrorType>,
@@ -79,8 +88,14 @@ pub struct Series {
 
 impl Series {
     pub fn model_only(model: ModelId) -> Series {
+        Series::labels(model, WorkerId::NONE)
+    }
+
+    /// The labels every per-request metric carries.
+    pub fn labels(model: ModelId, worker: WorkerId) -> Series {
         Series {
             model,
+            worker,
             endpoint: Endpoint::Other,
             request_type: RequestType::Unary,
             error: None,
@@ -89,7 +104,12 @@ impl Series {
 
     /// Keeps only the labels `metric` carries, so equal series share one cache entry.
     fn for_metric(self, metric: Metric) -> Series {
-        let base = Series::model_only(self.model);
+        let worker = if metric.per_worker() {
+            self.worker
+        } else {
+            WorkerId::NONE
+        };
+        let base = Series::labels(self.model, worker);
         match metric {
             Metric::RequestsTotal => self,
             Metric::RequestDuration | Metric::RequestDurationTotal => Series {
@@ -105,15 +125,17 @@ impl Series {
 pub struct Metrics {
     prefix: String,
     pub models: Models,
+    pub workers: Workers,
     ids: HashMap<(Metric, Series), u32>,
     define_failed: bool,
 }
 
 impl Metrics {
-    pub fn new(prefix: &str, max_models: u32, pinned: &[String]) -> Metrics {
+    pub fn new(prefix: &str, models: Models, workers: Workers) -> Metrics {
         Metrics {
             prefix: prefix.to_string(),
-            models: Models::new(prefix, max_models, pinned),
+            models,
+            workers,
             ids: HashMap::new(),
             define_failed: false,
         }
@@ -179,21 +201,25 @@ impl Metrics {
             "success"
         };
         let error_type = series.error.map(ErrorType::as_str).unwrap_or("");
-        let labels: &[(&str, &str)] = match metric {
-            Metric::RequestsTotal => &[
+        let mut labels: Vec<(&str, &str)> = match metric {
+            Metric::RequestsTotal => vec![
                 ("model", model),
                 ("endpoint", series.endpoint.as_str()),
                 ("request_type", series.request_type.as_str()),
                 ("status", status),
                 ("error_type", error_type),
             ],
-            Metric::RequestDuration | Metric::RequestDurationTotal => &[
+            Metric::RequestDuration | Metric::RequestDurationTotal => vec![
                 ("model", model),
                 ("request_type", series.request_type.as_str()),
             ],
-            _ => &[("model", model)],
+            _ => vec![("model", model)],
         };
-        encode_stat_name(&self.prefix, metric.suffix(), labels)
+        // Last, so the names without it are unchanged.
+        if self.workers.enabled() && metric.per_worker() {
+            labels.push(("worker", self.workers.label(series.worker)));
+        }
+        encode_stat_name(&self.prefix, metric.suffix(), &labels)
     }
 }
 
@@ -233,13 +259,57 @@ mod tests {
     use super::*;
     use crate::host::fake::FakeHost;
 
+    fn test_metrics(prefix: &str, worker_label: bool) -> Metrics {
+        let targets = [("gpu-0".to_string(), "10.0.0.1:8000".to_string())];
+        Metrics::new(
+            prefix,
+            Models::new(prefix, 4, &[]),
+            Workers::new(prefix, worker_label, 4, &targets),
+        )
+    }
+
+    #[test]
+    fn the_worker_label_comes_last_on_per_request_metrics_only() {
+        let host = FakeHost::default();
+        let mut m = test_metrics("llm", true);
+        let model = m.models.resolve(&host, b"m");
+        let worker = m.workers.resolve(&host, b"10.0.0.1:8000", true);
+        let s = Series {
+            endpoint: Endpoint::Completions,
+            ..Series::labels(model, worker)
+        };
+        assert_eq!(
+            m.stat_name(Metric::RequestsTotal, s.for_metric(Metric::RequestsTotal)),
+            "llm_requests_total.model=.=m;.;endpoint=.=completions;.;request_type=.=unary;.;\
+             status=.=success;.;error_type=.=;.;worker=.=gpu-0;.;"
+        );
+        assert_eq!(
+            m.stat_name(
+                Metric::TimeToFirstToken,
+                s.for_metric(Metric::TimeToFirstToken)
+            ),
+            "llm_time_to_first_token_microseconds.model=.=m;.;worker=.=gpu-0;.;"
+        );
+        // Queued requests have no worker yet.
+        assert_eq!(
+            m.stat_name(Metric::QueuedRequests, s.for_metric(Metric::QueuedRequests)),
+            "llm_queued_requests.model=.=m;.;"
+        );
+        // Before the answer says who serves it: an empty value.
+        assert_eq!(
+            m.stat_name(Metric::InflightRequests, Series::model_only(model)),
+            "llm_inflight_requests.model=.=m;.;worker=.=;.;"
+        );
+    }
+
     #[test]
     fn stat_names_encode_labels() {
         let host = FakeHost::default();
-        let mut m = Metrics::new("llm", 4, &[]);
+        let mut m = test_metrics("llm", false);
         let model = m.models.resolve(&host, b"qwen/Qwen3-8B");
         let s = Series {
             model,
+            worker: WorkerId::NONE,
             endpoint: Endpoint::ChatCompletions,
             request_type: RequestType::Stream,
             error: Some(ErrorType::BackendError),
@@ -291,7 +361,7 @@ mod tests {
     #[test]
     fn ids_are_defined_once_per_series() {
         let host = FakeHost::default();
-        let mut m = Metrics::new("p", 4, &[]);
+        let mut m = test_metrics("p", false);
         let model = m.models.resolve(&host, b"m");
         let a = Series::model_only(model);
         // Labels a metric does not carry do not make a new series.

@@ -1,11 +1,10 @@
 //! Which `model` label values exist (docs/design.md, "The model cap"): names pinned in the
 //! config, names a worker accepted (admitted into the `max_models` cap, shared by every VM of
-//! the `vm_id` through shared data), and the `other` and `unknown` buckets.
+//! the `vm_id`: [`crate::capped`]), and the `other` and `unknown` buckets.
 
+use crate::capped::CappedSet;
 use crate::host::Host;
 use crate::labels::{sanitize_label_value, OTHER_MODEL, UNKNOWN_MODEL};
-use crate::shared::{self, Cas, Step};
-use hashbrown::{HashMap, HashSet};
 
 /// Index of a model label: a pinned or admitted name, or one of the reserved buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,57 +28,24 @@ pub enum Lookup {
 
 /// Model names seen by this VM. Pinned names (`models` in the config) are labelled as they
 /// are; other names enter the `max_models` cap only once a worker accepted them, so requests a
-/// worker refuses (404 for a made-up model) cannot fill the cap. The cap is shared by all VMs
-/// of the `vm_id` through shared data so that `--concurrency N` does not multiply it by N.
+/// worker refuses (404 for a made-up model) cannot fill the cap.
 pub struct Models {
-    max: usize,
-    shared_key: String,
-    /// Pinned names first, then admitted ones.
-    names: Vec<String>,
-    pinned: usize,
-    index: HashMap<String, ModelId>,
-    /// Names recently refused, so a flood of distinct names costs one shared-data read each,
-    /// not one per request. Bounded: cleared when full.
-    refused: HashSet<String>,
+    set: CappedSet,
 }
-
-const REFUSED_CACHE: usize = 256;
 
 impl Models {
     pub fn new(prefix: &str, max: u32, pinned: &[String]) -> Models {
-        let mut m = Models {
-            max: max as usize,
-            shared_key: format!("llm_pulse.models.{prefix}"),
-            names: Vec::new(),
-            pinned: 0,
-            index: HashMap::new(),
-            refused: HashSet::new(),
-        };
-        for name in pinned {
-            // The config checked each is a label value as is and not reserved.
-            if !m.index.contains_key(name) && m.names.len() < usize::from(u16::MAX - 2) {
-                m.push(name.clone());
-            }
+        // The config checked each pinned name is a label value as is and not reserved.
+        Models {
+            set: CappedSet::new("model", format!("llm_pulse.models.{prefix}"), max, pinned),
         }
-        m.pinned = m.names.len();
-        m
-    }
-
-    fn push(&mut self, name: String) -> ModelId {
-        let id = ModelId(u16::try_from(self.names.len()).unwrap_or(u16::MAX));
-        self.names.push(name.clone());
-        self.index.insert(name, id);
-        id
     }
 
     pub fn label(&self, id: ModelId) -> &str {
         if id == ModelId::UNKNOWN {
             return UNKNOWN_MODEL;
         }
-        self.names
-            .get(usize::from(id.0))
-            .map(String::as_str)
-            .unwrap_or(OTHER_MODEL)
+        self.set.value(id.0).unwrap_or(OTHER_MODEL)
     }
 
     /// The label of a request's raw `model` value (`None`: the request names none), before
@@ -89,8 +55,8 @@ impl Models {
             return Lookup::Known(ModelId::UNKNOWN);
         };
         let name = sanitize_label_value(raw);
-        if let Some(id) = self.index.get(&name) {
-            return Lookup::Known(*id);
+        if let Some(id) = self.set.get(&name) {
+            return Lookup::Known(ModelId(id));
         }
         if name == UNKNOWN_MODEL && raw != UNKNOWN_MODEL.as_bytes() {
             return Lookup::Known(ModelId::UNKNOWN); // blank
@@ -105,22 +71,7 @@ impl Models {
     /// A worker accepted a request for `name` (from [`Lookup::Pending`]): its id if the cap
     /// has room (or another VM admitted it), else `other`.
     pub fn admit(&mut self, host: &dyn Host, name: String) -> ModelId {
-        if let Some(id) = self.index.get(&name) {
-            return *id;
-        }
-        if self.refused.contains(&name) || self.names.len().saturating_sub(self.pinned) >= self.max
-        {
-            return ModelId::OTHER;
-        }
-        if self.admit_globally(host, &name) {
-            self.push(name)
-        } else {
-            if self.refused.len() >= REFUSED_CACHE {
-                self.refused.clear();
-            }
-            self.refused.insert(name);
-            ModelId::OTHER
-        }
+        self.set.admit(host, name).map_or(ModelId::OTHER, ModelId)
     }
 
     /// Lookup then admission at once: for tests and callers that know the worker accepted.
@@ -129,40 +80,6 @@ impl Models {
         match self.lookup(Some(raw)) {
             Lookup::Known(id) => id,
             Lookup::Pending(name) => self.admit(host, name),
-        }
-    }
-
-    /// Adds `name` to the shared list unless the list is full. Names are `\n`-separated
-    /// (sanitized names hold no control characters).
-    fn admit_globally(&self, host: &dyn Host, name: &str) -> bool {
-        let added = shared::update(host, &self.shared_key, |value| {
-            let value = value.unwrap_or_default();
-            let listed = value
-                .split(|&b| b == b'\n')
-                .filter(|n| !n.is_empty())
-                .collect::<Vec<_>>();
-            if listed.contains(&name.as_bytes()) {
-                return Step::Keep(true);
-            }
-            if listed.len() >= self.max {
-                return Step::Keep(false);
-            }
-            let mut next = value;
-            if !next.is_empty() {
-                next.push(b'\n');
-            }
-            next.extend_from_slice(name.as_bytes());
-            Step::Write(next, true)
-        });
-        match added {
-            Cas::Done(admitted) => admitted,
-            // Lost the race every time: admit locally; the per-VM cap still bounds it.
-            Cas::Contended(_) => true,
-            Cas::Refused(_, e) => {
-                // Without shared data the cap still holds per VM.
-                host.log_warn(&format!("llm-pulse: model cap falls back to per-VM: {e}"));
-                true
-            }
         }
     }
 }
@@ -211,7 +128,6 @@ mod tests {
             }
         }
         assert_eq!(admitted, 32);
-        assert!(m.refused.len() <= REFUSED_CACHE);
     }
 
     #[test]

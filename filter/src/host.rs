@@ -67,6 +67,13 @@ impl Host for ProxyWasmHost {
         }
     }
 
+    fn upstream_address(&self) -> Option<Vec<u8>> {
+        proxy_wasm::hostcalls::get_property(vec!["upstream", "address"])
+            .ok()
+            .flatten()
+            .filter(|a| !a.is_empty())
+    }
+
     fn dispatch_http_call(
         &self,
         cluster: &str,

@@ -65,6 +65,9 @@ impl Host for NullHost {
     fn envoy_end(&self) -> EnvoyEnd {
         EnvoyEnd::default()
     }
+    fn upstream_address(&self) -> Option<Vec<u8>> {
+        Some(b"127.0.0.1:8000".to_vec())
+    }
     fn call_response_body(&self, _: usize, _: usize) -> Vec<u8> {
         Vec::new()
     }

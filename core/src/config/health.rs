@@ -14,6 +14,8 @@ pub enum Backend {
     Sglang,
     Trtllm,
     Openai,
+    /// An image-diffusion worker serving the OpenAI Images API (vLLM-Omni with `--omni`).
+    Diffusion,
 }
 
 impl Backend {
@@ -24,8 +26,31 @@ impl Backend {
             Backend::Sglang => "sglang",
             Backend::Trtllm => "trtllm",
             Backend::Openai => "openai",
+            Backend::Diffusion => "diffusion",
         }
     }
+
+    /// What a good answer to this backend's built-in probe looks like.
+    pub fn answer(self) -> Expect {
+        match self {
+            Backend::Diffusion => Expect::Image,
+            _ => Expect::Completion,
+        }
+    }
+}
+
+/// What a good 2xx probe answer looks like (`expect`; by default the backend's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expect {
+    /// The backend's completion: `choices` (SGLang's `/generate`: `text`), no error object,
+    /// no aborted finish.
+    Completion,
+    /// An image: `data` with an element whose `b64_json` or `url` is a non-empty string.
+    Image,
+    /// Any 2xx answer; the body is not read.
+    #[serde(rename = "any_2xx")]
+    Any2xx,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -103,6 +128,8 @@ pub struct TargetConfig {
     pub model: Option<String>,
     /// A replacement request body (JSON), sent as is.
     pub payload: Option<String>,
+    /// What a good answer looks like: the backend's own, or the custom payload's `expect`.
+    pub expect: Expect,
     pub interval_ms: u64,
     pub timeout_ms: u64,
     pub healthy_threshold: u32,
@@ -142,7 +169,13 @@ const MAX_TARGETS: usize = 256;
 /// Probe answers are judged in at most this many bytes by default: a one-token completion is
 /// well under 2 KiB, a model list of a few dozen models under 16 KiB.
 pub const DEFAULT_MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The default when a target expects an image: the diffusion probe's 512x512 PNG, base64
+/// encoded, is at most ~1.05 MB in RGB and ~1.4 MB in RGBA (incompressible pixels, see
+/// `worst_case_png_fits`); a real image compresses below that.
+pub const DEFAULT_IMAGE_MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
 const MAX_MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+// A default is a value the field itself accepts.
+const _: () = assert!(DEFAULT_IMAGE_MAX_ANSWER_BYTES <= MAX_MAX_ANSWER_BYTES);
 
 /// The `health` object as written, before validation.
 #[derive(Deserialize)]
@@ -169,6 +202,7 @@ struct RawTarget {
     backend: Backend,
     model: Option<String>,
     payload: Option<serde_json::Value>,
+    expect: Option<Expect>,
     interval: Option<String>,
     timeout: Option<String>,
     healthy_threshold: Option<u32>,
@@ -230,12 +264,13 @@ impl HealthConfig {
                 ))
             }
         };
-        let max_answer_bytes = raw.max_answer_bytes.unwrap_or(DEFAULT_MAX_ANSWER_BYTES);
-        if !(1024..=MAX_MAX_ANSWER_BYTES).contains(&max_answer_bytes) {
-            return Err(ConfigError::new(
-                "health.max_answer_bytes",
-                format!("must be between 1024 and {MAX_MAX_ANSWER_BYTES}, got {max_answer_bytes}"),
-            ));
+        if let Some(n) = raw.max_answer_bytes {
+            if !(1024..=MAX_MAX_ANSWER_BYTES).contains(&n) {
+                return Err(ConfigError::new(
+                    "health.max_answer_bytes",
+                    format!("must be between 1024 and {MAX_MAX_ANSWER_BYTES}, got {n}"),
+                ));
+            }
         }
         // With no target, /health would say ready about nothing and hide the worker's own.
         if raw.targets.is_empty() {
@@ -261,6 +296,12 @@ impl HealthConfig {
             }
             targets.push(target);
         }
+        let default_cap = if targets.iter().any(|t| t.expect == Expect::Image) {
+            DEFAULT_IMAGE_MAX_ANSWER_BYTES
+        } else {
+            DEFAULT_MAX_ANSWER_BYTES
+        };
+        let max_answer_bytes = raw.max_answer_bytes.unwrap_or(default_cap);
         Ok(HealthConfig {
             path,
             live_path,
@@ -372,6 +413,17 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
         Some(v @ serde_json::Value::Object(_)) => Some(v.to_string()),
         Some(_) => return Err(err("payload", "must be a JSON object".into())),
     };
+    let expect = match (t.expect, &payload) {
+        (None, _) => t.backend.answer(),
+        (Some(e), Some(_)) => e,
+        // The built-in payload's answer is the backend's: an `expect` would only contradict it.
+        (Some(_), None) => {
+            return Err(err(
+                "expect",
+                "says what a good answer to a custom `payload` looks like; set `payload` too (the built-in one's answer is the backend's)".into(),
+            ))
+        }
+    };
     let interval_ms = match &t.interval {
         None => DEFAULT_INTERVAL_MS,
         Some(s) => parse_duration_ms(s).map_err(|r| err("interval", r))?,
@@ -399,11 +451,28 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
     let healthy_threshold = threshold("healthy_threshold", t.healthy_threshold, 1)?;
     let unhealthy_threshold = threshold("unhealthy_threshold", t.unhealthy_threshold, 2)?;
     let prefill = t.prefill.unwrap_or(false);
-    if prefill && t.backend == Backend::Openai {
+    if prefill && matches!(t.backend, Backend::Openai | Backend::Diffusion) {
         return Err(err(
             "prefill",
-            "the openai backend has no prefill-only request; use vllm, sglang or trtllm".into(),
+            format!(
+                "the {} backend has no prefill-only request; use vllm, sglang or trtllm",
+                t.backend.name()
+            ),
         ));
+    }
+    if t.backend == Backend::Diffusion {
+        // The image probe sends a text prompt, never token ids: these would be silently unused.
+        for (name, set) in [
+            ("bos_token_id", t.bos_token_id.is_some()),
+            ("use_text_input", t.use_text_input.is_some()),
+        ] {
+            if set {
+                return Err(err(
+                    name,
+                    "the diffusion backend's probe is a text prompt; leave it out".into(),
+                ));
+            }
+        }
     }
     Ok(TargetConfig {
         name: t.name,
@@ -413,6 +482,7 @@ fn validate_target(i: usize, t: RawTarget) -> Result<TargetConfig, ConfigError> 
         backend: t.backend,
         model: t.model,
         payload,
+        expect,
         interval_ms,
         timeout_ms,
         healthy_threshold,
@@ -450,6 +520,52 @@ mod tests {
         assert_eq!(t.bos_token_id, 1);
         assert!(!t.use_text_input && !t.prefill);
         assert_eq!(parse("{}").unwrap().health, None);
+    }
+
+    #[test]
+    fn expect_defaults_to_the_backend_answer() {
+        let target = |fields: &str| {
+            let json =
+                format!(r#"{{"health":{{"targets":[{{"name":"w","cluster":"c",{fields}}}]}}}}"#);
+            parse(&json).unwrap().health.unwrap()
+        };
+        let vllm = target(r#""backend":"vllm""#);
+        assert_eq!(vllm.targets[0].expect, Expect::Completion);
+        assert_eq!(vllm.max_answer_bytes, DEFAULT_MAX_ANSWER_BYTES);
+        let image = target(r#""backend":"diffusion""#);
+        assert_eq!(image.targets[0].expect, Expect::Image);
+        assert_eq!(image.max_answer_bytes, DEFAULT_IMAGE_MAX_ANSWER_BYTES);
+        for (expect, want) in [
+            ("completion", Expect::Completion),
+            ("image", Expect::Image),
+            ("any_2xx", Expect::Any2xx),
+        ] {
+            let h = target(&format!(
+                r#""backend":"openai","payload":{{"prompt":"x"}},"expect":"{expect}""#
+            ));
+            assert_eq!(h.targets[0].expect, want);
+        }
+        // A custom payload expecting an image raises the default cap; a set cap stays.
+        let h = target(r#""backend":"openai","payload":{"prompt":"x"},"expect":"image""#);
+        assert_eq!(h.max_answer_bytes, DEFAULT_IMAGE_MAX_ANSWER_BYTES);
+        let json = r#"{"health":{"max_answer_bytes":4096,"targets":[{"name":"w","cluster":"c","backend":"diffusion"}]}}"#;
+        assert_eq!(parse(json).unwrap().health.unwrap().max_answer_bytes, 4096);
+    }
+
+    /// The image cap holds the diffusion probe's 512x512 image base64-encoded whatever its
+    /// pixels: an incompressible PNG (stored deflate blocks) in RGB and in RGBA.
+    #[test]
+    fn worst_case_png_fits() {
+        let b64_png = |channels: usize| {
+            let raw = 512 * (1 + 512 * channels); // a filter byte per row
+            let zlib = 2 + raw + 5 * raw.div_ceil(65_535) + 4;
+            let png = 8 + 25 + 12 + zlib + 12; // signature, IHDR, IDAT, IEND
+            4 * png.div_ceil(3)
+        };
+        assert_eq!(b64_png(3), 1_049_432);
+        assert_eq!(b64_png(4), 1_398_984);
+        // The JSON around it is a few hundred bytes.
+        assert!(b64_png(4) + 1_024 < DEFAULT_IMAGE_MAX_ANSWER_BYTES);
     }
 
     #[test]
@@ -504,6 +620,12 @@ mod tests {
             (r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"tgi"}]}}"#.into(), "health.targets[0].backend", "unknown variant"),
             (r#"{"health":{"targets":[{"name":"w","backend":"vllm"}]}}"#.into(), "health.targets[0]", "missing field `cluster`"),
             (r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"openai","prefill":true}]}}"#.into(), "health.targets[0].prefill", "no prefill-only"),
+            (r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"diffusion","prefill":true}]}}"#.into(), "health.targets[0].prefill", "diffusion backend has no prefill-only"),
+            (r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"diffusion","bos_token_id":2}]}}"#.into(), "health.targets[0].bos_token_id", "text prompt"),
+            (r#"{"health":{"targets":[{"name":"w","cluster":"c","backend":"diffusion","use_text_input":true}]}}"#.into(), "health.targets[0].use_text_input", "text prompt"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"expect":"image"}}]}}}}"#), "health.targets[0].expect", "set `payload` too"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"payload":{{}},"expect":"png"}}]}}}}"#), "health.targets[0].expect", "unknown variant `png`, expected one of `completion`, `image`, `any_2xx`"),
+            (format!(r#"{{"health":{{"targets":[{{{t},"payload":{{}},"expect":"Image"}}]}}}}"#), "health.targets[0].expect", "unknown variant"),
             (r#"{"health":{"path":"health"}}"#.into(), "health.path", "starting with /"),
             (r#"{"health":{"path":"/x","live_path":"/x"}}"#.into(), "health.live_path", "must differ"),
         ];

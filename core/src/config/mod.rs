@@ -24,6 +24,9 @@ pub const DEFAULT_MAX_MODELS: u32 = 32;
 /// A stat name per label set is kept by Envoy for its lifetime; far more models than this is
 /// a cardinality accident, not a deployment.
 pub const MAX_MAX_MODELS: u32 = 1024;
+pub const DEFAULT_MAX_WORKERS: u32 = 32;
+/// As for models: each worker value is a set of stats Envoy keeps for its lifetime.
+pub const MAX_MAX_WORKERS: u32 = 1024;
 
 /// Validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +37,22 @@ pub struct Config {
     pub models: Vec<String>,
     /// Whether streamed requests are asked for usage the client did not ask for.
     pub usage_stats: UsageMode,
+    /// Whether per-request metrics carry the `worker` label (the upstream host that served).
+    pub worker_label: bool,
+    pub max_workers: u32,
     /// Health probing and the `/health`, `/live` answers; `None` when not configured.
     pub health: Option<HealthConfig>,
+}
+
+impl Config {
+    /// Health targets that name one worker: (target name, its `ip:port`).
+    pub fn named_workers(&self) -> Vec<(String, String)> {
+        self.health
+            .iter()
+            .flat_map(|h| h.targets.iter())
+            .filter_map(|t| t.host.as_ref().map(|host| (t.name.clone(), host.clone())))
+            .collect()
+    }
 }
 
 /// A configuration error: the field it concerns (a JSON path such as `max_models`) and why.
@@ -239,6 +256,8 @@ struct RawConfig {
     max_models: Option<u32>,
     models: Option<Vec<String>>,
     usage_stats: Option<String>,
+    worker_label: Option<bool>,
+    max_workers: Option<u32>,
     health: Option<RawHealth>,
 }
 
@@ -272,11 +291,20 @@ impl Config {
                 return Err(ConfigError::new(&format!("models[{i}]"), reason));
             }
         }
+        let max_workers = raw.max_workers.unwrap_or(DEFAULT_MAX_WORKERS);
+        if max_workers == 0 || max_workers > MAX_MAX_WORKERS {
+            return Err(ConfigError::new(
+                "max_workers",
+                format!("must be between 1 and {MAX_MAX_WORKERS}, got {max_workers}"),
+            ));
+        }
         let health = raw.health.map(HealthConfig::validate).transpose()?;
         Ok(Config {
             metrics_prefix: prefix.to_string(),
             max_models,
             models,
+            worker_label: raw.worker_label.unwrap_or(false),
+            max_workers,
             usage_stats: match raw.usage_stats.as_deref() {
                 None => UsageMode::default(),
                 Some(name) => UsageMode::from_name(name).ok_or_else(|| {
@@ -374,9 +402,28 @@ mod tests {
             assert_eq!(c.metrics_prefix, "llm");
             assert_eq!(c.max_models, 32);
             assert_eq!(c.usage_stats, UsageMode::Final);
+            assert!(!c.worker_label);
+            assert_eq!(c.max_workers, 32);
         }
         let c = Config::parse(br#"{"usage_stats":"continuous"}"#, None).unwrap();
         assert_eq!(c.usage_stats, UsageMode::Continuous);
+    }
+
+    #[test]
+    fn health_targets_with_a_host_name_workers() {
+        let c = Config::parse(
+            br#"{"worker_label":true,"max_workers":3,"health":{"targets":[
+                {"name":"gpu-0","cluster":"c","backend":"vllm","model":"m","host":"10.0.0.1:8000"},
+                {"name":"pool","cluster":"c","backend":"vllm","model":"m"}]}}"#,
+            None,
+        )
+        .unwrap();
+        assert!(c.worker_label);
+        assert_eq!(c.max_workers, 3);
+        assert_eq!(
+            c.named_workers(),
+            vec![("gpu-0".to_string(), "10.0.0.1:8000".to_string())]
+        );
     }
 
     #[test]
@@ -412,6 +459,9 @@ mod tests {
             (r#"{"max_models":5000}"#, "max_models", "between 1 and"),
             (r#"{"max_models":-1}"#, "max_models", "invalid value"),
             (r#"{"max_models":"3"}"#, "max_models", "invalid type"),
+            (r#"{"max_workers":0}"#, "max_workers", "between 1 and"),
+            (r#"{"max_workers":1025}"#, "max_workers", "between 1 and"),
+            (r#"{"worker_label":"yes"}"#, "worker_label", "invalid type"),
             (r#"{"colour":"red"}"#, "colour", "unknown field"),
             (
                 r#"{"usage_stats":"Final"}"#,

@@ -1,5 +1,6 @@
-//! Judging a worker's answer to a probe or to `GET /v1/models` (docs/design.md, "Health probes" and
-//! "Untrusted input"): the body is fed in chunks to the streaming JSON scanner
+//! Judging a worker's answer to a probe (a completion, or an image from an image-diffusion
+//! worker) or to `GET /v1/models` (docs/design.md, "Health probes" and "Untrusted input"): the
+//! body is fed in chunks to the streaming JSON scanner
 //! ([`crate::protocol::json`]) and never kept or parsed into a tree, so judging it costs O(1)
 //! memory whatever the worker sends. The caller refuses probe answers over
 //! `health.max_answer_bytes` before reading a byte of them ([`too_large`]), and reads a model list
@@ -9,7 +10,7 @@
 //! worker's own words (only kept when `health.details` is on) to [`WORKER_TEXT_BYTES`]; the
 //! rest of an error is our own fixed text.
 
-use crate::config::health::Backend;
+use crate::config::health::{Backend, Expect};
 use crate::protocol::json::{JsonScanner, Scalar, Slot, Visitor, CAPTURE_CAP, IGNORE};
 
 /// Longest model id taken from `/v1/models`: a longer one is a failed discovery, never cut
@@ -40,10 +41,17 @@ const MESSAGE: Slot = 12;
 const DATA: Slot = 13;
 const MODEL: Slot = 14;
 const MODEL_ID: Slot = 15;
+/// An element of an image answer's `data`.
+const IMAGE: Slot = 16;
+/// An image's `b64_json` or `url`.
+const IMAGE_REF: Slot = 17;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Probe(Backend),
+    /// A completion of this backend.
+    Completion(Backend),
+    /// The OpenAI Images API's answer: `{"created":..,"data":[{"b64_json":".."}]}`.
+    Image,
     Models,
 }
 
@@ -58,6 +66,10 @@ struct Facts {
     failed_finish: Option<&'static str>,
     message: Option<Vec<u8>>,
     models: u32,
+    /// Elements of an image answer's `data`, and how many `b64_json`/`url` strings in them
+    /// were not empty.
+    images: u32,
+    image_refs: u32,
     model_id: Option<Vec<u8>>,
     model_id_too_long: bool,
     /// Whether to keep the worker's `message` (`health.details`).
@@ -82,6 +94,15 @@ impl Visitor for Judge {
             (Kind::Models, ROOT, b"data") => DATA,
             (Kind::Models, MODEL, b"id") => MODEL_ID,
             (Kind::Models, _, _) => IGNORE,
+            (Kind::Image, ROOT, b"data") => DATA,
+            (Kind::Image, IMAGE, b"b64_json" | b"url") => IMAGE_REF,
+            (Kind::Image, ROOT, b"object") => OBJECT,
+            (Kind::Image, ROOT, b"error") => {
+                self.facts.error_object = true;
+                ERROR
+            }
+            (Kind::Image, ERROR, b"message") => MESSAGE,
+            (Kind::Image, _, _) => IGNORE,
             (_, ROOT | ITEM, b"object") => OBJECT,
             (_, ROOT | ITEM, b"choices") => CHOICES,
             (_, ROOT | ITEM, b"text") => TEXT,
@@ -110,11 +131,15 @@ impl Visitor for Judge {
                     IGNORE
                 }
             }
-            (Kind::Probe(Backend::Sglang), ROOT) => {
+            (Kind::Image, DATA) => {
+                self.facts.images = self.facts.images.saturating_add(1);
+                IMAGE
+            }
+            (Kind::Completion(Backend::Sglang), ROOT) => {
                 self.facts.root_items = self.facts.root_items.saturating_add(1);
                 ITEM
             }
-            (Kind::Probe(_), CHOICES) => {
+            (Kind::Completion(_), CHOICES) => {
                 self.facts.choices = self.facts.choices.saturating_add(1);
                 CHOICE
             }
@@ -143,6 +168,10 @@ impl Visitor for Judge {
                 }
             }
             (TEXT, Scalar::Str { .. }) => self.facts.texts = self.facts.texts.saturating_add(1),
+            // vLLM-Omni sends `"url": null` beside the `b64_json`: only a string counts.
+            (IMAGE_REF, Scalar::Str { empty: false, .. }) => {
+                self.facts.image_refs = self.facts.image_refs.saturating_add(1);
+            }
             (MESSAGE, Scalar::Str { text, .. })
                 if self.facts.message.is_none() && self.facts.keep_message =>
             {
@@ -169,9 +198,15 @@ pub struct AnswerScan {
 }
 
 impl AnswerScan {
+    /// A probe answer judged as `expect` says ([`Expect::Any2xx`] is judged by its status
+    /// alone: nothing to scan, so it is judged as the backend's completion here).
     /// `keep_worker_text`: an error may quote the worker's own message (bounded).
-    pub fn probe(backend: Backend, keep_worker_text: bool) -> AnswerScan {
-        AnswerScan::new(Kind::Probe(backend), keep_worker_text)
+    pub fn probe(backend: Backend, expect: Expect, keep_worker_text: bool) -> AnswerScan {
+        let kind = match expect {
+            Expect::Image => Kind::Image,
+            Expect::Completion | Expect::Any2xx => Kind::Completion(backend),
+        };
+        AnswerScan::new(kind, keep_worker_text)
     }
 
     pub fn models() -> AnswerScan {
@@ -216,10 +251,7 @@ impl AnswerScan {
         if !self.complete() {
             return Err("answer is not JSON".to_string());
         }
-        let backend = match self.judge.kind {
-            Kind::Probe(b) => b,
-            Kind::Models => return Err("not a probe answer".to_string()),
-        };
+        let kind = self.judge.kind;
         let f = &self.judge.facts;
         let quote = |base: String| match &f.message {
             Some(m) => format!("{base}: {}", worker_text(m)),
@@ -233,12 +265,19 @@ impl AnswerScan {
                 "generation ended with finish_reason {reason:?}"
             )));
         }
-        match backend {
-            Backend::Sglang if f.texts == 0 => Err("answer has no generated text".to_string()),
-            Backend::Vllm | Backend::Trtllm | Backend::Openai if f.choices == 0 => {
-                Err("answer has no choices".to_string())
+        match kind {
+            Kind::Models => Err("not a probe answer".to_string()),
+            Kind::Image if f.images == 0 => Err("answer has no image in `data`".to_string()),
+            Kind::Image if f.image_refs == 0 => {
+                Err("answer's images have no `b64_json` or `url`".to_string())
             }
-            _ => Ok(()),
+            Kind::Image => Ok(()),
+            Kind::Completion(Backend::Sglang) if f.texts == 0 => {
+                Err("answer has no generated text".to_string())
+            }
+            Kind::Completion(Backend::Sglang) => Ok(()),
+            Kind::Completion(_) if f.choices == 0 => Err("answer has no choices".to_string()),
+            Kind::Completion(_) => Ok(()),
         }
     }
 
@@ -305,14 +344,23 @@ mod tests {
     use super::*;
 
     fn judge(backend: Backend, body: &[u8], details: bool) -> Result<(), String> {
+        judge_as(backend, backend.answer(), body, details)
+    }
+
+    fn judge_as(
+        backend: Backend,
+        expect: Expect,
+        body: &[u8],
+        details: bool,
+    ) -> Result<(), String> {
         // Every split of the body gives the same verdict.
         let whole = {
-            let mut s = AnswerScan::probe(backend, details);
+            let mut s = AnswerScan::probe(backend, expect, details);
             s.feed(body);
             s.probe_verdict()
         };
         for cut in [1, body.len() / 2, body.len().saturating_sub(1)] {
-            let mut s = AnswerScan::probe(backend, details);
+            let mut s = AnswerScan::probe(backend, expect, details);
             let (a, b) = body.split_at(cut.min(body.len()));
             s.feed(a);
             s.feed(b);
@@ -408,6 +456,124 @@ mod tests {
         assert_eq!(
             judge(Backend::Sglang, br#"{"choices":[1]}"#, false),
             Err("answer has no generated text".into())
+        );
+    }
+
+    fn image(body: &[u8], details: bool) -> Result<(), String> {
+        judge(Backend::Diffusion, body, details)
+    }
+
+    #[test]
+    fn images() {
+        // The OpenAI Images API's answer, vLLM-Omni's (`url` and `revised_prompt` null beside
+        // the image), and an answer by URL.
+        for ok in [
+            &br#"{"created":1795000000,"data":[{"b64_json":"iVBORw0KGgo="}]}"#[..],
+            br#"{"created":1795000000,"data":[{"b64_json":"iVBORw0KGgo=","url":null,"revised_prompt":null}],"output_format":"png","size":"512x512"}"#,
+            br#"{"data":[{"url":"https://images.example/1.png"}],"created":1}"#,
+            br#"{"data":[{"b64_json":""},{"b64_json":"QUFB"}]}"#,
+        ] {
+            assert_eq!(image(ok, false), Ok(()), "{}", String::from_utf8_lossy(ok));
+        }
+        let no_image = Err("answer has no image in `data`".to_string());
+        for body in [
+            &br#"{"created":1,"data":[]}"#[..],
+            br#"{"created":1}"#,
+            br#"{"data":{"b64_json":"QUFB"}}"#,
+            br#"{"data":null}"#,
+            br#"[{"data":[{"b64_json":"QUFB"}]}]"#,
+            // A completion is no image.
+            br#"{"choices":[{"index":0,"text":"x","finish_reason":"length"}]}"#,
+        ] {
+            assert_eq!(
+                image(body, false),
+                no_image,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let no_ref = Err("answer's images have no `b64_json` or `url`".to_string());
+        for body in [
+            &br#"{"data":[{"revised_prompt":"a cat"}]}"#[..],
+            br#"{"data":[{"b64_json":"","url":null}]}"#,
+            br#"{"data":[{"b64_json":null,"url":""}]}"#,
+            br#"{"data":[{"b64_json":7,"url":["x"]}]}"#,
+            br#"{"data":[{"image":{"b64_json":"QUFB"}}]}"#,
+            br#"{"data":[1,"QUFB",null]}"#,
+        ] {
+            assert_eq!(
+                image(body, false),
+                no_ref,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        // vLLM-Omni's engine error, and one inside a 200 beside an image.
+        let error = br#"{"error":{"message":"CUDA out of memory","type":"InternalServerError","param":null,"code":500,"request_id":"img_gen-1","error_stage_id":0}}"#;
+        assert_eq!(image(error, false), Err("answer is an error object".into()));
+        assert_eq!(
+            image(error, true),
+            Err("answer is an error object: CUDA out of memory".into())
+        );
+        let both = br#"{"data":[{"b64_json":"QUFB"}],"error":{"message":"x"}}"#;
+        assert_eq!(image(both, false), Err("answer is an error object".into()));
+        assert_eq!(
+            image(br#"{"data":[{"b64_json":"QUFB"}],"error":null}"#, false),
+            Ok(())
+        );
+        assert_eq!(
+            image(br#"{"object":"error","message":"no"}"#, false),
+            Err("answer is an error object".into())
+        );
+        // Cut off, or not JSON.
+        let good = br#"{"created":1,"data":[{"b64_json":"QUFBQUFB"}]}"#;
+        for cut in [1, 10, 30, good.len() - 1] {
+            let truncated = good.get(..cut).unwrap();
+            assert_eq!(
+                image(truncated, false),
+                Err("answer is not JSON".into()),
+                "{}",
+                String::from_utf8_lossy(truncated)
+            );
+        }
+        for bad in [
+            &b"<html>"[..],
+            b"",
+            b"\x89PNG\r\n",
+            br#"{"data":[{"b64_json":"QUFB"}]} x"#,
+            br#"{"data":[{"b64_json":"QU"FB"}]}"#,
+        ] {
+            assert_eq!(image(bad, false), Err("answer is not JSON".into()));
+        }
+    }
+
+    /// A 512x512 image inline is over a megabyte: it is scanned in chunks, never kept.
+    #[test]
+    fn a_large_image_is_judged_in_chunks() {
+        let b64 = "QUFB".repeat(1_400_000 / 4);
+        let body = format!(r#"{{"created":1,"data":[{{"b64_json":"{b64}","url":null}}]}}"#);
+        let mut s = AnswerScan::probe(Backend::Diffusion, Expect::Image, true);
+        for chunk in body.as_bytes().chunks(16 * 1024) {
+            assert!(s.wants_more());
+            s.feed(chunk);
+        }
+        assert!(s.judge.facts.message.is_none());
+        assert_eq!(s.probe_verdict(), Ok(()));
+    }
+
+    /// `expect` judges a custom payload's answer whatever the backend.
+    #[test]
+    fn expect_overrides_the_backend_answer() {
+        let img = br#"{"created":1,"data":[{"b64_json":"QUFB"}]}"#;
+        assert_eq!(
+            judge(Backend::Openai, img, false),
+            Err("answer has no choices".into())
+        );
+        assert_eq!(judge_as(Backend::Openai, Expect::Image, img, false), Ok(()));
+        let done = br#"{"choices":[{"message":{"content":"T"},"finish_reason":"stop"}]}"#;
+        assert_eq!(
+            judge_as(Backend::Diffusion, Expect::Completion, done, false),
+            Ok(())
         );
     }
 

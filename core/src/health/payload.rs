@@ -1,6 +1,8 @@
 //! The smallest real inference each backend accepts (one output token, greedy, a one-token
-//! prompt). What counts as a successful answer is `answer.rs`'s. As Dynamo's health checks: temperature 0,
-//! `max_tokens` 1, `ignore_eos` false, the BOS token id as the prompt (or the text "Test").
+//! prompt; for an image-diffusion worker, one small image in one denoising step). What counts
+//! as a successful answer is `answer.rs`'s. As Dynamo's health checks: temperature 0,
+//! `max_tokens` 1, `ignore_eos` false, the BOS token id as the prompt (or the text "Test");
+//! an image of 512x512 in one step, returned inline (`b64_json`).
 
 use crate::config::health::{Backend, TargetConfig};
 use serde_json::{json, Map, Value};
@@ -19,9 +21,16 @@ pub const MODELS_PATH: &str = "/v1/models";
 /// prefills and hands the KV cache to nobody, instead of waiting for a decode peer.
 const SGLANG_FAKE_BOOTSTRAP_HOST: &str = "2.2.2.2";
 
+/// The OpenAI Images API path that image-diffusion workers serve.
+pub const IMAGES_PATH: &str = "/v1/images/generations";
+
 /// Whether a probe of `t` needs a model name it does not have (then `GET /v1/models` first).
+/// SGLang's `/generate` takes none; an image worker serves one model and takes the request
+/// without one (vLLM-Omni refuses a `model` that is not the one it serves).
 pub fn needs_model(t: &TargetConfig) -> bool {
-    t.payload.is_none() && t.model.is_none() && t.backend != Backend::Sglang
+    t.payload.is_none()
+        && t.model.is_none()
+        && !matches!(t.backend, Backend::Sglang | Backend::Diffusion)
 }
 
 pub fn models_request() -> ProbeRequest {
@@ -37,6 +46,7 @@ pub fn probe_request(t: &TargetConfig, model: Option<&str>) -> ProbeRequest {
         Backend::Vllm | Backend::Trtllm => "/v1/completions",
         Backend::Sglang => "/generate",
         Backend::Openai => "/v1/chat/completions",
+        Backend::Diffusion => IMAGES_PATH,
     };
     let body = match &t.payload {
         Some(custom) => custom.clone(),
@@ -118,6 +128,18 @@ fn builtin_body(t: &TargetConfig, model: Option<&str>) -> String {
             set("stream", json!(false));
             set("temperature", json!(0));
         }
+        Backend::Diffusion => {
+            // Dynamo's image-diffusion check, less its `guidance_scale` of 7.5: the model's
+            // own default fits step-distilled models (guidance 0) and needs no second pass.
+            if let Some(m) = model {
+                set("model", json!(m));
+            }
+            set("n", json!(1));
+            set("num_inference_steps", json!(1));
+            set("prompt", json!("test"));
+            set("response_format", json!("b64_json"));
+            set("size", json!("512x512"));
+        }
     }
     Value::Object(body).to_string()
 }
@@ -154,5 +176,32 @@ mod tests {
         );
         assert!(needs_model(&target("", "vllm")));
         assert!(!needs_model(&target("", "sglang")));
+    }
+
+    #[test]
+    fn diffusion_sends_one_small_image_in_one_step() {
+        let t = target("", "diffusion");
+        assert!(!needs_model(&t));
+        let r = probe_request(&t, None);
+        assert_eq!((r.method, r.path), ("POST", "/v1/images/generations"));
+        assert_eq!(
+            r.body.as_deref(),
+            Some(
+                r#"{"n":1,"num_inference_steps":1,"prompt":"test","response_format":"b64_json","size":"512x512"}"#
+            )
+        );
+        // A configured model is named; a custom payload replaces the body, not the path.
+        let t = target(r#","model":"Qwen/Qwen-Image""#, "diffusion");
+        assert!(probe_request(&t, None)
+            .body
+            .unwrap()
+            .starts_with(r#"{"model":"Qwen/Qwen-Image","n":1,"#));
+        let t = target(r#","payload":{"prompt":"a","size":"256x256"}"#, "diffusion");
+        let r = probe_request(&t, None);
+        assert_eq!(r.path, "/v1/images/generations");
+        assert_eq!(
+            r.body.as_deref(),
+            Some(r#"{"prompt":"a","size":"256x256"}"#)
+        );
     }
 }

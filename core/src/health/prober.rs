@@ -5,7 +5,7 @@
 use super::answer::{self, AnswerScan};
 use super::payload::{self, ProbeRequest};
 use super::state::{Lease, TargetState, Verdict};
-use crate::config::health::{ProbeMode, TargetConfig, DEFAULT_MAX_ANSWER_BYTES};
+use crate::config::health::{Expect, ProbeMode, TargetConfig, DEFAULT_MAX_ANSWER_BYTES};
 use crate::host::{Host, HostError, MetricKind};
 use crate::metrics::encode_stat_name;
 use crate::shared::{self, Cas, Step};
@@ -337,6 +337,8 @@ impl Prober {
                     .then(|| host.call_response_body(0, answer::WORKER_TEXT_BYTES.min(body_size)));
                 Err(answer::bad_status(s, start.as_deref()))
             }
+            // The answer's status is all this target asks of it: its body is not read.
+            Some(_) if call.kind == CallKind::Probe && t.expect == Expect::Any2xx => Ok(None),
             Some(_) if call.kind == CallKind::Probe && body_size > self.max_answer_bytes => {
                 Err(answer::too_large(body_size, self.max_answer_bytes))
             }
@@ -352,7 +354,7 @@ impl Prober {
                     let scan = read_answer(
                         host,
                         body_size,
-                        AnswerScan::probe(t.backend, self.keep_worker_text),
+                        AnswerScan::probe(t.backend, t.expect, self.keep_worker_text),
                     );
                     scan.probe_verdict().map(|()| None)
                 }

@@ -31,6 +31,11 @@ pub struct FakeHost {
     /// What `envoy_end` answers, and how often it was asked.
     pub envoy_end: RefCell<EnvoyEnd>,
     pub envoy_end_reads: Cell<u32>,
+    /// Make shared-data writes fail (no shared data between the VMs).
+    pub refuse_shared_writes: Cell<bool>,
+    /// What `upstream_address` answers, and how often it was asked.
+    pub upstream: RefCell<Option<String>>,
+    pub upstream_reads: Cell<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +135,9 @@ impl Host for FakeHost {
         }
     }
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        if self.refuse_shared_writes.get() {
+            return Err(HostError::Refused("set_shared_data", "test".into()));
+        }
         let mut shared = self.shared.borrow_mut();
         let current = shared.get(key).map(|(_, c)| *c);
         if let (Some(want), Some(have)) = (cas, current) {
@@ -152,6 +160,13 @@ impl Host for FakeHost {
     fn envoy_end(&self) -> EnvoyEnd {
         self.envoy_end_reads.set(self.envoy_end_reads.get() + 1);
         self.envoy_end.borrow().clone()
+    }
+    fn upstream_address(&self) -> Option<Vec<u8>> {
+        self.upstream_reads.set(self.upstream_reads.get() + 1);
+        self.upstream
+            .borrow()
+            .as_ref()
+            .map(|a| a.as_bytes().to_vec())
     }
     fn dispatch_http_call(
         &self,

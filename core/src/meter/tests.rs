@@ -614,3 +614,160 @@ fn a_request_is_queued_until_its_first_token() {
     s.on_log(&mut r.vm, &r.host);
     assert_eq!(r.host.value(QUEUED), 0);
 }
+
+fn worker_rig(max_workers: u32) -> Rig {
+    let config = Config::parse(
+        format!(
+            r#"{{"models":["m"],"worker_label":true,"max_workers":{max_workers},
+               "health":{{"targets":[{{"name":"gpu-0","cluster":"c","backend":"vllm","model":"m","host":"10.0.0.1:8000"}}]}}}}"#
+        )
+        .as_bytes(),
+        None,
+    )
+    .unwrap();
+    Rig {
+        host: FakeHost::default(),
+        vm: VmMeter::new(&config),
+    }
+}
+
+#[test]
+fn the_worker_that_answered_labels_the_request() {
+    let mut r = worker_rig(1);
+    let inflight = |r: &Rig, worker: &str| {
+        r.host.value(&format!(
+            "llm_inflight_requests.model=.=m;.;worker=.={worker};.;"
+        ))
+    };
+    let ok = |worker: &str| format!("{OK_STREAM}worker=.={worker};.;");
+    for (address, worker) in [
+        ("10.0.0.1:8000", "gpu-0"),         // a health target names it (pinned)
+        ("10.0.0.2:8000", "10.0.0.2:8000"), // admitted: the cap (1) had room
+        ("10.0.0.3:8000", "other"),         // past the cap
+    ] {
+        *r.host.upstream.borrow_mut() = Some(address.to_string());
+        let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+        // Before the answer, the filter does not know the worker.
+        assert_eq!(inflight(&r, ""), 1, "{worker}");
+        r.respond(&mut s, 200, "text/event-stream");
+        assert_eq!((inflight(&r, ""), inflight(&r, worker)), (0, 1), "{worker}");
+        r.chunk(&mut s, 7, &content("a"));
+        r.chunk(&mut s, 3, &content("b"));
+        r.chunk(&mut s, 1, DONE);
+        r.end(&mut s);
+        assert_eq!(inflight(&r, worker), 0, "{worker}");
+        assert_eq!(r.requests(&ok(worker)), 1, "{worker}");
+        let by = format!("model=.=m;.;worker=.={worker};.;");
+        assert_eq!(
+            r.host
+                .samples(&format!("llm_time_to_first_token_microseconds.{by}")),
+            vec![7_000]
+        );
+        assert_eq!(
+            r.host
+                .samples(&format!("llm_inter_token_latency_microseconds.{by}")),
+            vec![3_000]
+        );
+        assert_eq!(r.host.value(&format!("llm_output_tokens_total.{by}")), 2);
+        assert_eq!(
+            r.host.value("llm_queued_requests.model=.=m;.;"),
+            0,
+            "queued carries no worker"
+        );
+    }
+    // Envoy is asked once per request.
+    assert_eq!(r.host.upstream_reads.get(), 3);
+}
+
+#[test]
+fn a_worker_that_never_answered_2xx_stays_out_of_the_cap() {
+    let mut r = worker_rig(4);
+    *r.host.upstream.borrow_mut() = Some("10.0.0.9:8000".to_string());
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    r.respond(&mut s, 500, "application/json");
+    r.end(&mut s);
+    let internal = err_labels("chat_completions", "stream", "internal");
+    assert_eq!(r.requests(&format!("{internal}worker=.=other;.;")), 1);
+    // A refused connection: Envoy chose a worker, which never answered.
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    *r.host.envoy_end.borrow_mut() = EnvoyEnd {
+        status: 503,
+        flags: flags::UPSTREAM_CONNECTION_FAILURE,
+        details: "upstream_reset_before_response_started{connection_failure}".into(),
+    };
+    s.on_log(&mut r.vm, &r.host);
+    let unavailable = err_labels("chat_completions", "stream", "unavailable");
+    assert_eq!(r.requests(&format!("{unavailable}worker=.=other;.;")), 1);
+    *r.host.envoy_end.borrow_mut() = EnvoyEnd::default();
+    // No upstream at all: no worker.
+    *r.host.upstream.borrow_mut() = None;
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    s.on_log(&mut r.vm, &r.host);
+    assert_eq!(
+        r.host
+            .value("llm_inflight_requests.model=.=m;.;worker=.=;.;"),
+        0
+    );
+    assert!(r.host.shared.borrow().is_empty(), "nothing admitted");
+    // Once it answered a 2xx, its errors are its own.
+    *r.host.upstream.borrow_mut() = Some("10.0.0.9:8000".to_string());
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    r.respond(&mut s, 200, "text/event-stream");
+    r.end(&mut s);
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    r.respond(&mut s, 500, "application/json");
+    r.end(&mut s);
+    assert_eq!(
+        r.requests(&format!("{internal}worker=.=10.0.0.9:8000;.;")),
+        1
+    );
+}
+
+#[test]
+fn the_worker_label_off_reads_nothing_and_names_nothing() {
+    let mut r = Rig::new();
+    *r.host.upstream.borrow_mut() = Some("10.0.0.1:8000".to_string());
+    let mut s = r.start(CHAT, r#"{"model":"m","stream":true}"#);
+    r.respond(&mut s, 200, "text/event-stream");
+    r.chunk(&mut s, 1, &content("a"));
+    r.end(&mut s);
+    assert_eq!(r.host.upstream_reads.get(), 0);
+    assert!(r
+        .host
+        .names
+        .borrow()
+        .iter()
+        .all(|(_, n)| !n.contains("worker")));
+}
+
+#[test]
+fn a_model_relabel_keeps_the_worker() {
+    let mut r = worker_rig(4);
+    *r.host.upstream.borrow_mut() = Some("10.0.0.1:8000".to_string());
+    // The worker serves `served` whatever is asked.
+    let mut s = r.start(CHAT, r#"{"model":"asked","stream":true}"#);
+    r.respond(&mut s, 200, "text/event-stream");
+    r.chunk(
+        &mut s,
+        2,
+        r#"data: {"model":"served","choices":[{"delta":{"content":"x"}}]}
+
+"#,
+    );
+    assert_eq!(
+        r.host
+            .value("llm_inflight_requests.model=.=served;.;worker=.=gpu-0;.;"),
+        1
+    );
+    r.end(&mut s);
+    for (name, value) in r.host.counters.borrow().iter() {
+        if name.starts_with("llm_inflight_requests") {
+            assert_eq!(*value, 0, "{name}");
+        }
+    }
+    assert_eq!(
+        r.host
+            .samples("llm_time_to_first_token_microseconds.model=.=served;.;worker=.=gpu-0;.;"),
+        vec![2_000]
+    );
+}

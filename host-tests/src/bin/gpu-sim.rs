@@ -12,8 +12,8 @@ use host_tests::sim::{self, SimConfig};
 const USAGE: &str = "\
 usage: gpu-sim [options]
 
-A simulated vLLM worker (OpenAI-compatible API, plus SGLang's POST /generate) with
-controllable timing and faults.
+A simulated vLLM worker (OpenAI-compatible API, plus SGLang's POST /generate and an image
+worker's POST /v1/images/generations) with controllable timing and faults.
 
 options:
   --host ADDR              listen address (default 127.0.0.1)

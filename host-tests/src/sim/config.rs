@@ -77,6 +77,9 @@ pub struct SimConfig {
     pub slow_factor: u32,
     /// Response shapes of `/v1/completions` and `/v1/models`.
     pub flavor: Flavor,
+    /// `/v1/images/generations`: each image's `b64_json` is this many base64 characters (a
+    /// real 512x512 PNG is ~0.3-1.4 MB of them) instead of the 1x1 PNG.
+    pub image_b64_len: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -94,6 +97,7 @@ impl Default for SimConfig {
             unary_garbage: false,
             slow_factor: 10,
             flavor: Flavor::Vllm,
+            image_b64_len: None,
         }
     }
 }

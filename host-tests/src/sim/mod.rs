@@ -6,6 +6,8 @@
 //!   [`openai`] (and [`trtllm`]), timing and prompt-token rules in [`plan`], per-request
 //!   `x-sim-*` overrides.
 //! - `POST /generate`: SGLang's native API, shapes in [`sglang`], same timing and overrides.
+//! - `POST /v1/images/generations`: an image-diffusion worker (vLLM-Omni's shapes), in
+//!   [`images`]: the config's timing and faults, no `x-sim-*` overrides.
 //! - `GET /v1/models`, `GET /health` (200, empty), `GET /sim/stats` ([`StatsSnapshot`]:
 //!   counts, and per path the last arrivals, body and headers).
 //! - Fault modes switched at run time ([`Mode`]: hang, slow, error, down) with
@@ -18,6 +20,7 @@
 
 pub mod client;
 pub mod config;
+pub mod images;
 pub mod mode;
 pub mod openai;
 pub mod plan;

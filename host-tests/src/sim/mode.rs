@@ -3,7 +3,8 @@
 //! `POST /sim/mode/<hang|slow|error|down|recover>` (main port while it is up, or the admin
 //! listener of the binary's `--admin-port`).
 //!
-//! "Inference" below means `POST /v1/chat/completions`, `/v1/completions` and `/generate`;
+//! "Inference" below means `POST /v1/chat/completions`, `/v1/completions`, `/generate` and
+//! `/v1/images/generations`;
 //! every other path (`/health`, `/v1/models`, `/sim/*`) behaves as in [`Mode::Normal`] in
 //! every mode but [`Mode::Down`].
 

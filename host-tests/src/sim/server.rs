@@ -31,6 +31,7 @@ use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 
 use super::config::SimConfig;
+use super::images;
 use super::mode::Mode;
 use super::openai::{self, Shapes};
 use super::plan::{self, Api};
@@ -368,6 +369,7 @@ async fn handle(
         (Some(api), _, _) => {
             inference(api, &parts.headers, &body, &shared, arrived, inflight).await
         }
+        (None, &Method::POST, images::PATH) => image(&body, &shared, arrived, inflight).await,
         (None, &Method::GET, "/v1/models") => {
             let cfg = shared.config();
             json(
@@ -483,6 +485,48 @@ async fn inference(
         return json(StatusCode::OK, Bytes::from_static(b"{\"id\": broken"));
     }
     json(StatusCode::OK, shapes.unary(plan.tokens))
+}
+
+/// `POST /v1/images/generations`, in every fault mode but `Down` (the listener's): held while
+/// hung, a 500 in `Error`, `slow_factor` times the TTFT in `Slow`; the config's
+/// `fail_status` and `unary_garbage` apply too.
+async fn image(
+    body: &[u8],
+    shared: &Shared,
+    arrived: Instant,
+    _inflight: InflightGuard,
+) -> Response<SimBody> {
+    let mut modes = shared.mode.subscribe();
+    let mut arrived = arrived;
+    let mut mode = *modes.borrow_and_update();
+    if mode == Mode::Hang {
+        mode_leaves(modes.clone(), Mode::Hang).await;
+        arrived = Instant::now();
+        mode = *modes.borrow_and_update();
+    }
+    if mode == Mode::Error {
+        return error(500, "simulated engine failure (mode error)");
+    }
+    let cfg = shared.config();
+    if let Some(status) = cfg.fail_status {
+        return error(status, "simulated failure");
+    }
+    let request = match images::parse(body) {
+        Ok(r) => r,
+        Err(message) => return error(400, &message),
+    };
+    let mut ttft = cfg.ttft;
+    if mode == Mode::Slow {
+        ttft = ttft.saturating_mul(cfg.slow_factor);
+    }
+    if let Some(due) = arrived.checked_add(request.duration(ttft, cfg.itl)) {
+        sleep_until(due).await;
+    }
+    if cfg.unary_garbage {
+        return json(StatusCode::OK, Bytes::from_static(b"{\"created\": broken"));
+    }
+    let body = images::answer_body(&request, openai::created(), cfg.image_b64_len);
+    json(StatusCode::OK, body)
 }
 
 fn json(status: StatusCode, body: Bytes) -> Response<SimBody> {

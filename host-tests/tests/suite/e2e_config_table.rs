@@ -54,6 +54,8 @@ fn wrong_configs_are_refused_by_envoy_naming_the_field() {
         (r#"{"health":{"live_path":"/live?x=1","targets":[]}}"#.into(), "health.live_path"),
         (t(r#","host":"not-an-address""#), "health.targets[0].host"),
         (t(r#","payload":[1,2]"#), "health.targets[0].payload"),
+        (t(r#","expect":"image""#), "health.targets[0].expect"),
+        (t(r#","payload":{},"expect":"png""#), "health.targets[0].expect"),
         (
             r#"{"health":{"targets":[{"name":"w 0","cluster":"workers","backend":"vllm"}]}}"#.into(),
             "health.targets[0].name",

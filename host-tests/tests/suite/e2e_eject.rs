@@ -557,6 +557,12 @@ fn pool_health_check_through_llm_pulse_takes_a_frozen_worker_out() {
     );
     let bound = leave_bound(HC_INTERVAL_MS);
     report("pool, active health check via llm-pulse", &f, Some(bound));
+    // pool.yaml's worker_label: the targets' names name the workers that served.
+    let scrape = envoy.prometheus().unwrap();
+    for name in ["worker-0", "worker-1", "worker-2"] {
+        let served = scrape.sum("llm_requests_total", &[("worker", name)]);
+        assert!(served > 0.0, "no requests labelled worker={name}");
+    }
     let s = &f.seen[0];
     assert!(s.left_after <= bound, "{s:?}, bound {bound:?}");
     let back = back_bound(HC_INTERVAL_MS);

@@ -273,3 +273,75 @@ fn without_health_config_the_workers_own_health_passes_through() {
     );
     assert_eq!(sim.stats().requests.get("/health"), Some(&1));
 }
+
+/// An image-diffusion worker probed on `/v1/images/generations`: ready on its image, not
+/// ready on an engine error and on an answer that is no image, ready again after. Compared
+/// with what the worker saw: the exact probe it received, and one success per probe.
+#[test]
+fn an_image_worker_is_probed_by_its_image() {
+    let sim = sim::spawn(SimConfig {
+        ttft: Duration::from_millis(5),
+        itl: Duration::from_millis(1),
+        // A 512x512 PNG of incompressible pixels, base64-encoded: the largest answer the
+        // built-in probe can get, through Envoy's callout buffer and the default cap.
+        image_b64_len: Some(1_049_432),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let image_target = target("img", r#","mode":"always","unhealthy_threshold":1"#)
+        .replace(r#""backend":"vllm""#, r#""backend":"diffusion""#);
+    let envoy = envoy(sim.addr, &[image_target], 2);
+    wait_health(&envoy, Duration::from_secs(5), |s, b| {
+        s == 200 && b["targets"]["img"]["status"] == "ready"
+    });
+    let (_, body) = health(&envoy);
+    assert_eq!(body["targets"]["img"]["backend"], "diffusion");
+    let log = sim
+        .request_log("/v1/images/generations")
+        .expect("the image probe arrived");
+    assert_eq!(
+        String::from_utf8_lossy(&log.last_body),
+        r#"{"n":1,"num_inference_steps":1,"prompt":"test","response_format":"b64_json","size":"512x512"}"#
+    );
+    assert!(
+        sim.request_log("/v1/models").is_none(),
+        "no model discovery"
+    );
+    let successes = envoy
+        .prometheus()
+        .unwrap()
+        .value(
+            "llm_health_checks_total",
+            &[("target", "img"), ("result", "success")],
+        )
+        .unwrap();
+    // Read after the counter: every success counted had arrived at the worker by then.
+    let probes = sim
+        .request_log("/v1/images/generations")
+        .unwrap()
+        .arrivals
+        .len() as u64;
+    assert!(
+        successes >= 1.0 && successes as u64 <= probes,
+        "{successes} successes for {probes} probes"
+    );
+
+    // The engine fails: a 500, quoted with details on.
+    sim.set_mode(Mode::Error).unwrap();
+    wait_health(&envoy, Duration::from_secs(5), |s, b| {
+        s == 503 && b["targets"]["img"]["status"] == "notready"
+    });
+    let (_, body) = health(&envoy);
+    let error = body["targets"]["img"]["last_error"].as_str().unwrap();
+    assert!(error.starts_with("status 500"), "{body}");
+    assert_eq!(gauge(&envoy, "img"), Some(0.0));
+    sim.set_mode(Mode::Normal).unwrap();
+    wait_health(&envoy, Duration::from_secs(5), |s, _| s == 200);
+
+    // A 200 that is no image is a failure too: the judge, not the status, decides.
+    sim.update_config(|c| c.unary_garbage = true).unwrap();
+    wait_health(&envoy, Duration::from_secs(5), |s, b| {
+        s == 503 && b["targets"]["img"]["last_error"] == "answer is not JSON"
+    });
+    assert_eq!(gauge(&envoy, "img"), Some(0.0));
+}

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every label of docs/design.md ("Metrics"), `llm_usage_stats_refused`'s, and `llm_build_info`'s.
-const LABELS: [&str; 10] = [
+const LABELS: [&str; 11] = [
     "model",
     "endpoint",
     "request_type",
@@ -30,6 +30,7 @@ const LABELS: [&str; 10] = [
     "result",
     "version",
     "commit",
+    "worker",
 ];
 
 fn example(name: &str) -> PathBuf {

@@ -203,6 +203,8 @@ fn the_dashboard_has_the_panels_units_and_variables() {
         "Request rate by model and status",
         "Time to first token p50 / p95 / p99",
         "Inter-token latency p50 / p95 / p99",
+        "Time to first token p90 by worker (slowest first)",
+        "Inter-token latency p90 by worker (slowest first)",
         "Request duration p50 / p95 / p99",
         "Input / output tokens per request (mean)",
         "Output tokens per second",
@@ -569,7 +571,7 @@ fn prometheus_evaluates_every_dashboard_and_alert_expression_on_live_traffic() {
     };
     let envoy = Envoy::start(&EnvoyOptions {
         plugin_config: format!(
-            r#"{{"health":{{"targets":[{},{}]}}}}"#,
+            r#"{{"worker_label":true,"health":{{"targets":[{},{}]}}}}"#,
             target("gpu-ok", "workers", ""),
             target(
                 "gpu-hung",
@@ -778,5 +780,162 @@ fn prometheus_evaluates_every_dashboard_and_alert_expression_on_live_traffic() {
     );
     drop(prom);
     drop(dcgm);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `worker_label` on, three workers behind one cluster, one slowed (its TTFT x10): each
+/// worker's `requests_total` is what that worker received; the dashboard's "by worker" panel
+/// (its own expression, through a real Prometheus) puts the slow one first, and the
+/// LLMWorkerSlow alert's expression names it and no other. The slow worker is named by the
+/// health target whose `host` it is, the others by their `ip:port`.
+#[test]
+fn the_worker_panel_and_alert_name_the_slow_worker() {
+    let dir = std::env::temp_dir().join(format!("llm-pulse-prom-workers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sims: Vec<SimHandle> = (0..3).map(|_| fast_sim()).collect();
+    sims[2].set_mode(Mode::Slow).unwrap();
+    // Probed through /generate (SGLang), so the chat path counts only the clients' requests.
+    let plugin_config = format!(
+        r#"{{"worker_label":true,"health":{{"targets":[{{"name":"gpu-slow","cluster":"llm_pulse_probe","host":"{}","backend":"sglang","interval":"2s","timeout":"2s"}}]}}}}"#,
+        sims[2].addr
+    );
+    let first = format!(
+        "socket_address: {{ address: 127.0.0.1, port_value: {} }}",
+        sims[0].addr.port()
+    );
+    let mut endpoints = first.clone();
+    for sim in &sims[1..] {
+        endpoints.push_str(&format!(
+            "\n              - endpoint:\n                  address:\n                    \
+             socket_address: {{ address: 127.0.0.1, port_value: {} }}",
+            sim.addr.port()
+        ));
+    }
+    let envoy = Envoy::start(&EnvoyOptions {
+        plugin_config,
+        yaml_patches: vec![(first, endpoints)],
+        ..EnvoyOptions::new(sims[0].addr)
+    })
+    .expect("Envoy starts");
+
+    let mut config = yaml(&prom_dir().join("prometheus.yml"));
+    config["global"]["scrape_interval"] = "1s".into();
+    config["global"]["evaluation_interval"] = "1s".into();
+    let mut job = config["scrape_configs"][0].clone();
+    job["static_configs"][0]["targets"] = serde_json::json!([envoy.admin.to_string()]);
+    let job_name = job["job_name"].as_str().unwrap().to_string();
+    config["scrape_configs"] = serde_json::json!([job]);
+    let config_path = dir.join("prometheus.yml");
+    std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let prom = Prometheus::start(&dir, &config_path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !prom
+        .query(&format!("up{{job=\"{job_name}\"}} == 1"))
+        .is_ok_and(|d| !values(&d).is_empty())
+    {
+        assert!(Instant::now() < deadline, "Prometheus never scraped Envoy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Streams from three clients; Envoy spreads them over the workers (round robin).
+    const PER_CLIENT: usize = 12;
+    let body = r#"{"model":"sim-model","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                for _ in 0..PER_CLIENT {
+                    let r = request_blocking(
+                        envoy.listener,
+                        "POST",
+                        "/v1/chat/completions",
+                        &[("content-type", "application/json")],
+                        body,
+                    )
+                    .expect("request through Envoy");
+                    assert_eq!(r.status, 200);
+                }
+            });
+        }
+    });
+    let sent = 3 * PER_CLIENT;
+    let labels: Vec<String> = vec![
+        sims[0].addr.to_string(),
+        sims[1].addr.to_string(),
+        "gpu-slow".to_string(),
+    ];
+    let received: Vec<u64> = sims
+        .iter()
+        .map(|s| {
+            s.stats()
+                .requests
+                .get("/v1/chat/completions")
+                .copied()
+                .unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(received.iter().sum::<u64>(), sent as u64, "{received:?}");
+    // The filter's count per worker is what each worker received.
+    let scrape = envoy
+        .prometheus_when(Duration::from_secs(30), |s| {
+            s.sum("llm_requests_total", &[]) >= sent as f64
+        })
+        .expect("Envoy's requests_total reaches the requests sent");
+    for (label, got) in labels.iter().zip(&received) {
+        assert_eq!(
+            scrape.sum("llm_requests_total", &[("worker", label)]),
+            *got as f64,
+            "worker {label}"
+        );
+        assert!(*got > 0, "worker {label} received nothing: {received:?}");
+    }
+    // Every in-flight +1 found its -1, on whichever worker series it moved to.
+    let inflight: Vec<_> = scrape.find("llm_inflight_requests", &[]).collect();
+    assert!(inflight.iter().all(|s| s.value == 0.0), "{inflight:?}");
+
+    // Prometheus has every request (histograms reach /stats/prometheus at the stats flush).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ttfts = prom
+            .query("sum(llm_time_to_first_token_microseconds_count)")
+            .map(|d| values(&d).first().copied().unwrap_or(0.0))
+            .unwrap_or(0.0);
+        if ttfts >= sent as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has {ttfts} of {sent} TTFTs"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(dashboard_path()).unwrap()).unwrap();
+    let (_, panel) = dashboard_queries(&dashboard)
+        .into_iter()
+        .find(|(t, _)| t == "Time to first token p90 by worker (slowest first)")
+        .expect("the TTFT by worker panel");
+    let data = prom.query(&grafana_to_promql(&panel)).unwrap();
+    let ranked: Vec<&str> = data["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["worker"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ranked.len(), 3, "{data}");
+    assert_eq!(ranked[0], "gpu-slow", "the slowest first: {data}");
+    let (_, alert) = alert_rules()
+        .into_iter()
+        .find(|(a, _)| a == "LLMWorkerSlow")
+        .expect("LLMWorkerSlow in alerts.yml");
+    let data = prom.query(&alert).unwrap();
+    let named: Vec<&str> = data["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metric"]["worker"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(named, ["gpu-slow"], "{data}");
+    drop(prom);
     let _ = std::fs::remove_dir_all(&dir);
 }

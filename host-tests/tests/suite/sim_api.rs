@@ -686,3 +686,33 @@ async fn trtllm_flavor_has_trtllm_serve_shapes() {
     assert_eq!(chat["usage"]["prompt_tokens_details"], Value::Null);
     assert!(chat["choices"][0].get("token_ids").is_none());
 }
+
+#[tokio::test]
+async fn images_have_vllm_omni_shapes() {
+    let sim = start(cfg(20, 5, 1, 1)).await;
+    let probe = json!({"prompt": "test", "n": 1, "size": "512x512",
+                       "num_inference_steps": 3, "response_format": "b64_json"});
+    let rec = post(&sim, "/v1/images/generations", &[], &probe).await;
+    assert_eq!(rec.status, 200);
+    assert_eq!(rec.headers["content-type"], "application/json");
+    // TTFT plus one ITL per denoising step.
+    assert!(
+        rec.frames[0].0 >= Duration::from_millis(35),
+        "{:?}",
+        rec.frames[0].0
+    );
+    let v = rec.json().unwrap();
+    assert!(v["created"].as_u64().is_some());
+    assert_eq!(v["size"], "512x512");
+    assert_eq!(v["output_format"], "png");
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    assert_eq!(data[0]["b64_json"], sim::images::PNG_B64);
+    // The base64 of a PNG starts with the PNG signature's.
+    assert!(sim::images::PNG_B64.starts_with("iVBORw0KGgo"));
+    assert_eq!(data[0]["url"], Value::Null);
+    assert_eq!(data[0]["revised_prompt"], Value::Null);
+    let bad = post(&sim, "/v1/images/generations", &[], &json!({"n": 1})).await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json().unwrap()["object"], "error");
+}

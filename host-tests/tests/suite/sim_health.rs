@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout, Instant};
 
-const INFERENCE: [(&str, &str); 3] = [
+const INFERENCE: [(&str, &str); 4] = [
     (
         "/v1/chat/completions",
         r#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":1}"#,
@@ -28,6 +28,10 @@ const INFERENCE: [(&str, &str); 3] = [
     (
         "/generate",
         r#"{"input_ids":[1],"sampling_params":{"max_new_tokens":1,"temperature":0}}"#,
+    ),
+    (
+        "/v1/images/generations",
+        r#"{"prompt":"test","n":1,"size":"512x512","num_inference_steps":1,"response_format":"b64_json"}"#,
     ),
 ];
 

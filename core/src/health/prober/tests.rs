@@ -500,3 +500,74 @@ fn discovery_reads_at_most_the_cap() {
         Some(answer::too_large(huge.len(), DEFAULT_MAX_ANSWER_BYTES).as_str())
     );
 }
+
+/// One prober for a target given in full, its answer cap as the filter sets it.
+fn rig_for(target: &str) -> Rig {
+    let json = format!(r#"{{"health":{{"targets":[{target}]}}}}"#);
+    let h = Config::parse(json.as_bytes(), None)
+        .unwrap()
+        .health
+        .unwrap();
+    let mut rig = Rig::new(1, "");
+    rig.vms[0] = Prober::new("llm", h.targets, 7).answers(h.max_answer_bytes, false);
+    rig.vms[0].start(&rig.host);
+    rig
+}
+
+/// An image-diffusion worker is probed on the Images API with no model discovery; an image
+/// is a success, a completion or an empty `data` a failure, and the default cap holds a
+/// 512x512 image (read in chunks) but not an answer over it.
+#[test]
+fn an_image_worker_is_judged_by_its_image() {
+    let mut rig = rig_for(
+        r#"{"name":"w0","cluster":"workers","backend":"diffusion","interval":"1s","timeout":"300ms","mode":"always"}"#,
+    );
+    rig.run_until_call();
+    let c = rig.last_call();
+    assert_eq!(c.header(":path"), Some("/v1/images/generations"));
+    assert!(c.body.unwrap().contains(r#""num_inference_steps":1"#));
+    let png = "A".repeat(1_400_000);
+    let good = format!(r#"{{"created":1,"data":[{{"b64_json":"{png}","url":null}}]}}"#);
+    rig.answer(Some(200), good.as_bytes());
+    assert_eq!(rig.state().last_error, None);
+    assert_eq!(rig.checks("success"), 1);
+    assert_eq!(rig.host.call_body_read.get(), good.len());
+    rig.run_until_call();
+    rig.answer(Some(200), COMPLETION);
+    assert_eq!(
+        rig.state().last_error.as_deref(),
+        Some("answer has no image in `data`")
+    );
+    rig.run_until_call();
+    rig.answer(Some(200), br#"{"created":1,"data":[{"b64_json":""}]}"#);
+    assert_eq!(
+        rig.state().last_error.as_deref(),
+        Some("answer's images have no `b64_json` or `url`")
+    );
+    let read = rig.host.call_body_read.get();
+    rig.run_until_call();
+    let cap = crate::config::health::DEFAULT_IMAGE_MAX_ANSWER_BYTES;
+    let over = format!(r#"{{"data":[{{"b64_json":"{}"}}]}}"#, "A".repeat(cap));
+    rig.answer(Some(200), over.as_bytes());
+    assert_eq!(rig.host.call_body_read.get(), read, "not read");
+    assert_eq!(
+        rig.state().last_error.as_deref(),
+        Some(answer::too_large(over.len(), cap).as_str())
+    );
+    assert_eq!(rig.checks("failure"), 3);
+}
+
+/// `expect: any_2xx`: the status decides, the body is never read.
+#[test]
+fn any_2xx_reads_no_body() {
+    let mut rig = rig_for(
+        r#"{"name":"w0","cluster":"workers","backend":"openai","model":"m","payload":{"model":"m","messages":[],"stream":true},"expect":"any_2xx","interval":"1s","timeout":"300ms","mode":"always"}"#,
+    );
+    rig.run_until_call();
+    rig.answer(Some(200), b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n");
+    assert_eq!(rig.checks("success"), 1);
+    assert_eq!(rig.host.call_body_read.get(), 0);
+    rig.run_until_call();
+    rig.answer(Some(503), b"busy");
+    assert_eq!(rig.state().last_error.as_deref(), Some("status 503"));
+}
