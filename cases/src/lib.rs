@@ -1195,6 +1195,21 @@ pub fn bad_configs() -> Vec<BadConfig> {
             "health.targets[0]",
             "missing field `backend`",
         ),
+        top(
+            r#"{"health":{"target_path":"/health","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.target_path",
+            "must differ from health.path and health.live_path",
+        ),
+        top(
+            r#"{"health":{"target_path":"/v1/chat/completions","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.target_path",
+            "is a path of the inference API",
+        ),
+        top(
+            r#"{"health":{"fail_fast":"yes","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,
+            "health.fail_fast",
+            "invalid type",
+        ),
         BadConfig {
             json: "{}".into(),
             env_prefix: Some("bad prefix"),

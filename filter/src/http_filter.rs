@@ -7,8 +7,10 @@
 //! helpers, which `unwrap()` (a panic would take the whole VM down).
 
 use crate::host::{property_string, remove_header, replace_buffer, ProxyWasmHost};
+use llm_pulse_core::health::fail_fast::{self, FailFast};
 use llm_pulse_core::health::prober::Prober;
 use llm_pulse_core::health::report::{self, Endpoint, Endpoints};
+use llm_pulse_core::health::target;
 use llm_pulse_core::host::Host;
 use llm_pulse_core::meter::{ResponseHead, StreamMeter, VmMeter};
 use llm_pulse_core::usage::refusal;
@@ -25,6 +27,8 @@ pub struct HealthEndpoint {
     /// Whether `/health` shows each target's cluster, worker address and last error.
     pub details: bool,
     pub started_ns: u64,
+    /// `health.fail_fast`: inference gets a local 503 while a target is not ready.
+    pub fail_fast: Option<FailFast>,
 }
 
 impl HealthEndpoint {
@@ -35,13 +39,19 @@ impl HealthEndpoint {
         if !Endpoints::answers_method(method) {
             return None;
         }
+        let host = ProxyWasmHost;
+        if endpoint == Endpoint::Target {
+            // The authority names the target; one naming none passes, as any request.
+            let authority = request_header(":authority").unwrap_or_default();
+            let prober = self.prober.try_borrow().ok()?;
+            return target::answer_for(&prober, &host, &authority);
+        }
         if self.endpoints.serve.needs_authority() {
             let authority = request_header(":authority").unwrap_or_default();
             if !self.endpoints.serve.serves(&authority) {
                 return None;
             }
         }
-        let host = ProxyWasmHost;
         let uptime = host.now_ns().saturating_sub(self.started_ns) / 1_000_000_000;
         match endpoint {
             Endpoint::Health => {
@@ -49,7 +59,17 @@ impl HealthEndpoint {
                 Some(report::health(&prober.views(&host), uptime, self.details))
             }
             Endpoint::Live => Some(report::live(uptime)),
+            Endpoint::Target => None,
         }
+    }
+
+    /// The `retry-after` of the local 503, when fail-fast is on and refuses this request.
+    fn refuses(&self, path: &[u8]) -> Option<&str> {
+        let fail_fast = self.fail_fast.as_ref()?;
+        let prober = self.prober.try_borrow().ok()?;
+        fail_fast
+            .refuses(&ProxyWasmHost, &prober, path)
+            .then_some(fail_fast.retry_after.as_str())
     }
 }
 
@@ -112,6 +132,17 @@ impl HttpContext for HttpFilter {
             let body = (method == b"GET").then_some(body.as_bytes());
             if hostcalls::send_http_response(status, headers, body).is_ok() {
                 // Answered here: the stream is not an inference to measure.
+                return Action::Pause;
+            }
+        }
+        if let Some(retry_after) = self.health.as_ref().and_then(|h| h.refuses(&path)) {
+            let headers = vec![
+                ("content-type", "application/json"),
+                ("retry-after", retry_after),
+            ];
+            let body = Some(fail_fast::BODY.as_bytes());
+            if hostcalls::send_http_response(503, headers, body).is_ok() {
+                // Refused before any worker saw it: not an inference to measure.
                 return Action::Pause;
             }
         }

@@ -5,6 +5,7 @@ use crate::host::ProxyWasmHost;
 use crate::http_filter::{HealthEndpoint, HttpFilter};
 use crate::VERSION_LINE;
 use llm_pulse_core::config::{Config, PREFIX_ENV_VAR};
+use llm_pulse_core::health::fail_fast::FailFast;
 use llm_pulse_core::health::prober::Prober;
 use llm_pulse_core::health::report::Endpoints;
 use llm_pulse_core::host::Host;
@@ -110,11 +111,13 @@ impl RootContext for Root {
             if let Some(ms) = prober.tick_period_ms() {
                 let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
             }
+            let fail_fast = FailFast::new(h.fail_fast, &prober);
             Rc::new(HealthEndpoint {
                 prober: RefCell::new(prober),
                 endpoints,
                 details: h.details,
                 started_ns: now,
+                fail_fast,
             })
         });
         true

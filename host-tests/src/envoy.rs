@@ -30,13 +30,20 @@ pub fn render(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String>
 
 /// Removes the llm-pulse filter (between its begin/end markers): the same Envoy without it.
 pub fn without_filter(config: &str) -> String {
+    without_block(config, "llm-pulse")
+}
+
+/// Removes every block between the lines `# <name> begin` and `# <name> end` (markers
+/// included): the shipped templates mark what a test may switch off that way.
+pub fn without_block(config: &str, name: &str) -> String {
+    let (begin, end) = (format!("# {name} begin"), format!("# {name} end"));
     let mut out = String::new();
     let mut skipping = false;
     for line in config.lines() {
         let t = line.trim();
-        if t == "# llm-pulse begin" {
+        if t == begin {
             skipping = true;
-        } else if t == "# llm-pulse end" {
+        } else if t == end {
             skipping = false;
         } else if !skipping {
             out.push_str(line);
@@ -170,9 +177,53 @@ fn scratch_dir() -> anyhow::Result<PathBuf> {
 
 impl Envoy {
     pub fn start(opts: &EnvoyOptions) -> anyhow::Result<Envoy> {
+        Envoy::start_config(opts, |dir| opts.render(dir))
+    }
+
+    /// Starts Envoy on another template of `envoy/` (e.g. `pool.yaml`): `vars` fill its own
+    /// placeholders, the options fill those it shares with `envoy.yaml` (ports, `.wasm`, access
+    /// log, stats flush), and the blocks named in `without` are removed ([`without_block`]).
+    /// The options' process settings (concurrency, log level, environment) apply.
+    pub fn start_template(
+        opts: &EnvoyOptions,
+        template: &str,
+        vars: &[(&str, String)],
+        without: &[&str],
+    ) -> anyhow::Result<Envoy> {
+        let path = repo_root().join("envoy").join(template);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Envoy::start_config(opts, |dir| {
+            let mut all: Vec<(&str, String)> = vec![
+                ("LISTEN_PORT", opts.listen_port.to_string()),
+                ("ADMIN_PORT", opts.admin_port.to_string()),
+                ("WASM_PATH", opts.wasm()?.display().to_string()),
+                (
+                    "ACCESS_LOG_PATH",
+                    dir.join("access.log").display().to_string(),
+                ),
+                (
+                    "STATS_FLUSH",
+                    format!("{}s", opts.stats_flush.as_secs_f64()),
+                ),
+            ];
+            all.extend(vars.iter().cloned());
+            let mut config = text.clone();
+            for name in without {
+                config = without_block(&config, name);
+            }
+            render(&config, &all)
+        })
+    }
+
+    /// Starts Envoy on the config `config` writes (given the scratch directory).
+    pub fn start_config(
+        opts: &EnvoyOptions,
+        config: impl FnOnce(&Path) -> anyhow::Result<String>,
+    ) -> anyhow::Result<Envoy> {
         let dir = scratch_dir()?;
         let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, opts.render(&dir)?)?;
+        std::fs::write(&config_path, config(&dir)?)?;
         let admin_path = dir.join("admin-address");
         let log = std::fs::File::create(dir.join("envoy.log"))?;
         let mut cmd = Command::new(envoy_bin()?);

@@ -1,4 +1,5 @@
-//! llm-pulse's test harnesses: the simulated GPU worker (`sim`, also the `gpu-sim` binary),
+//! llm-pulse's test harnesses: the simulated GPU worker (`sim`, also the `gpu-sim` binary, run
+//! as a child process by `sim_process`),
 //! the Envoy harness (`envoy`), Prometheus text parsing (`prom`), and where the tests find
 //! Envoy and the built `.wasm` (`artifacts`). The tests themselves are in `tests/suite/`.
 
@@ -7,3 +8,4 @@ pub mod envoy;
 pub mod prom;
 pub mod raw_http;
 pub mod sim;
+pub mod sim_process;

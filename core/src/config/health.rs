@@ -151,6 +151,12 @@ pub struct HealthConfig {
     /// Probe and model-list answers longer than this are a failure, not read.
     pub max_answer_bytes: usize,
     pub targets: Vec<TargetConfig>,
+    /// Where one target's readiness is answered, the target named by the request's
+    /// `:authority` (an Envoy health checker's per-endpoint `hostname`); `None`: not served.
+    pub target_path: Option<String>,
+    /// Inference requests get a local 503 while a target is not ready (callers' outlier
+    /// detection and retries then move past this worker).
+    pub fail_fast: bool,
 }
 
 pub const DEFAULT_INTERVAL_MS: u64 = 10_000;
@@ -182,6 +188,8 @@ pub struct RawHealth {
     max_answer_bytes: Option<usize>,
     #[serde(default)]
     targets: Vec<RawTarget>,
+    target_path: Option<String>,
+    fail_fast: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -215,6 +223,22 @@ impl HealthConfig {
                 format!("must differ from health.path ({})", quote(&path)),
             ));
         }
+        let target_path = match raw.target_path {
+            None => None,
+            Some(p) => {
+                let p = endpoint_path("health.target_path", Some(p), "")?;
+                if p == path || p == live_path {
+                    return Err(ConfigError::new(
+                        "health.target_path",
+                        format!(
+                            "must differ from health.path and health.live_path ({})",
+                            quote(&p)
+                        ),
+                    ));
+                }
+                Some(p)
+            }
+        };
         let serve = match raw.serve.as_deref() {
             None | Some("all") => Serve::All,
             Some("off") => Serve::Off,
@@ -285,6 +309,8 @@ impl HealthConfig {
             details: raw.details.unwrap_or(false),
             max_answer_bytes,
             targets,
+            target_path,
+            fail_fast: raw.fail_fast.unwrap_or(false),
         })
     }
 }

@@ -3,7 +3,9 @@
 //! `/live` answers.
 
 pub mod answer;
+pub mod fail_fast;
 pub mod payload;
 pub mod prober;
 pub mod report;
 pub mod state;
+pub mod target;

@@ -93,6 +93,11 @@ impl Prober {
         self
     }
 
+    /// The targets, as configured.
+    pub fn targets(&self) -> &[TargetConfig] {
+        &self.targets
+    }
+
     /// Tick often enough that a probe starts within a tenth of its interval of being due.
     pub fn tick_period_ms(&self) -> Option<u64> {
         let shortest = self.targets.iter().map(|t| t.interval_ms).min()?;

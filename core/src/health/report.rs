@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 pub enum Endpoint {
     Health,
     Live,
+    /// One target's readiness, the target named by the `:authority` (`health.target_path`).
+    Target,
 }
 
 /// Which requests get a local answer: the paths, and where they are served (`health.serve`).
@@ -20,6 +22,9 @@ pub struct Endpoints {
     pub path: String,
     pub live_path: String,
     pub serve: Serve,
+    /// `health.target_path`: answered whatever `serve` says, for the authorities that name a
+    /// target (see [`super::target`]).
+    pub target_path: Option<String>,
 }
 
 impl Endpoints {
@@ -28,16 +33,27 @@ impl Endpoints {
             path: h.path.clone(),
             live_path: h.live_path.clone(),
             serve: h.serve.clone(),
+            target_path: h.target_path.clone(),
         }
     }
 
     /// The endpoint a request `:path` (query ignored) names, if any is served at all. The
     /// caller then checks the method and, when [`Serve::needs_authority`], the authority.
     pub fn endpoint(&self, path: &[u8]) -> Option<Endpoint> {
-        if self.serve == Serve::Off {
+        if self.serve == Serve::Off && self.target_path.is_none() {
             return None;
         }
         let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+        if self
+            .target_path
+            .as_ref()
+            .is_some_and(|t| path == t.as_bytes())
+        {
+            return Some(Endpoint::Target);
+        }
+        if self.serve == Serve::Off {
+            return None;
+        }
         if path == self.path.as_bytes() {
             Some(Endpoint::Health)
         } else if path == self.live_path.as_bytes() {
@@ -161,6 +177,14 @@ mod tests {
         assert_eq!(e.endpoint(b"/live"), Some(Endpoint::Live));
         assert_eq!(e.endpoint(b"/healthz"), None);
         assert!(Endpoints::answers_method(b"HEAD") && !Endpoints::answers_method(b"POST"));
+        e.serve = Serve::Off;
+        e.target_path = Some("/llm-pulse/target".into());
+        assert_eq!(
+            e.endpoint(b"/llm-pulse/target?x"),
+            Some(Endpoint::Target),
+            "served whatever serve says"
+        );
+        assert_eq!(e.endpoint(b"/llm-pulse/target/x"), None);
     }
 
     /// The latency as `/health` writes it: milliseconds with up to three decimals.

@@ -739,3 +739,190 @@ fn broken_examples_fail_and_the_older_fail_open_form_validates() {
     );
     envoy::validate(&serde_json::to_string(&b).unwrap()).expect("fail_open: true validates");
 }
+
+/// What Istio's pilot builds for a VirtualService's `retries` (its `retry.ConvertPolicy`):
+/// `attempts` -> num_retries; in `retryOn`, numbers are status codes (retriable_status_codes,
+/// and `retriable-status-codes` added), the rest stays; the previous_hosts predicate by
+/// default. And for a DestinationRule's `outlierDetection` the Envoy fields of the same
+/// meaning.
+fn istio_retry_and_outlier(vs: &Value, dr: &Value) -> (Value, Value) {
+    let retries = &vs["spec"]["http"][0]["retries"];
+    let mut on = Vec::new();
+    let mut codes = Vec::new();
+    for part in retries["retryOn"].as_str().unwrap().split(',') {
+        match part.trim().parse::<u64>() {
+            Ok(code) => codes.push(code),
+            Err(_) => on.push(part.trim().to_string()),
+        }
+    }
+    if !codes.is_empty() && !on.iter().any(|p| p == "retriable-status-codes") {
+        on.push("retriable-status-codes".into());
+    }
+    on.sort();
+    let retry = json!({
+        "retry_on": on,
+        "retriable_status_codes": codes,
+        "num_retries": retries["attempts"],
+        "retry_host_predicate": "envoy.retry_host_predicates.previous_hosts",
+    });
+    let od = &dr["spec"]["trafficPolicy"]["outlierDetection"];
+    let outlier = json!({
+        "consecutive_5xx": od["consecutive5xxErrors"],
+        "consecutive_gateway_failure": od["consecutiveGatewayErrors"],
+        "max_ejection_percent": od["maxEjectionPercent"],
+    });
+    (retry, outlier)
+}
+
+/// The Istio callers' example (caller-traffic-policy.yaml) is what e2e_eject's fail-fast run
+/// uses: envoy/caller.yaml's `fail-fast callers` blocks carry the same retry policy and
+/// outlier thresholds Istio builds from it (the durations are the test's own).
+#[test]
+fn caller_traffic_policy_is_what_the_fail_fast_callers_run() {
+    let docs = yaml_docs(&example("caller-traffic-policy.yaml"));
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k}"))
+            .clone()
+    };
+    let (dr, vs) = (kind("DestinationRule"), kind("VirtualService"));
+    assert_eq!(dr["apiVersion"], "networking.istio.io/v1");
+    assert_eq!(dr["spec"]["host"], vs["spec"]["hosts"][0]);
+    assert_eq!(
+        vs["spec"]["http"][0]["timeout"], "0s",
+        "no deadline on streams"
+    );
+    let (want_retry, want_outlier) = istio_retry_and_outlier(&vs, &dr);
+
+    let text = std::fs::read_to_string(repo_root().join("envoy/caller.yaml")).unwrap();
+    let text = envoy::without_block(&text, "active health check");
+    // Placeholders (ports, durations) are not compared: any value will do.
+    let mut text = text;
+    while let Some(start) = text.find("${") {
+        let end = start + text[start..].find('}').unwrap();
+        text.replace_range(start..=end, "1");
+    }
+    let caller = yaml_docs_str(&text, Path::new("envoy/caller.yaml")).remove(0);
+    let listener = &caller["static_resources"]["listeners"][0];
+    let route = &listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+        ["virtual_hosts"][0]["routes"][0]["route"];
+    let rp = &route["retry_policy"];
+    let mut on: Vec<String> = rp["retry_on"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    on.sort();
+    let ours = json!({
+        "retry_on": on,
+        "retriable_status_codes": rp["retriable_status_codes"],
+        "num_retries": rp["num_retries"],
+        "retry_host_predicate": rp["retry_host_predicate"][0]["name"],
+    });
+    assert_eq!(ours, want_retry, "envoy/caller.yaml's retry policy");
+    let od = &caller["static_resources"]["clusters"][0]["outlier_detection"];
+    let ours = json!({
+        "consecutive_5xx": od["consecutive_5xx"],
+        "consecutive_gateway_failure": od["consecutive_gateway_failure"],
+        "max_ejection_percent": od["max_ejection_percent"],
+    });
+    assert_eq!(ours, want_outlier, "envoy/caller.yaml's outlier detection");
+}
+
+/// readiness-listener.yaml beside the sidecar filter in a real Envoy: its /health is the
+/// sidecar's probe state (503 while the worker's inference hangs, although the worker's own
+/// /health answers 200), which is what a readinessProbe on its port sees. What Kubernetes and
+/// Istio do with the probe (the agent's rewrite, iptables) is not run here.
+#[test]
+fn readiness_listener_answers_the_sidecars_health() {
+    let stats = annotations();
+    let (filter, added) =
+        envoyfilter_patches(&example("envoyfilter-sidecar.yaml"), "SIDECAR_INBOUND");
+    let docs = yaml_docs(&example("readiness-listener.yaml"));
+    let patch = &docs[0]["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "LISTENER");
+    assert_eq!(patch["patch"]["operation"], "ADD");
+    let mut listener = patch["patch"]["value"].clone();
+    let port = listener["address"]["socket_address"]["port_value"]
+        .as_u64()
+        .unwrap();
+    let hcm = &mut listener["filter_chains"][0]["filters"][0]["typed_config"];
+    let wasm = hcm["http_filters"][0].clone();
+    assert_eq!(
+        wasm["typed_config"]["config"], filter["typed_config"]["config"],
+        "the same plugin as the sidecar's, so the same probe state"
+    );
+    // The pod patch probes that port and keeps it out of Istio's inbound capture.
+    let pod = yaml_docs(&example("readiness-probe-patch.yaml")).remove(0);
+    let template = &pod["spec"]["template"];
+    let probe = &template["spec"]["containers"][0]["readinessProbe"]["httpGet"];
+    assert_eq!(probe["port"].as_u64(), Some(port));
+    assert_eq!(probe["path"], plugin_json(&filter)["health"]["path"]);
+    assert_eq!(
+        template["metadata"]["annotations"]["traffic.sidecar.istio.io/excludeInboundPorts"],
+        port.to_string()
+    );
+
+    // Short probes for the test, the same in both copies of the plugin config.
+    let quick = |mut f: Value| {
+        let cfg = &mut f["typed_config"]["config"]["configuration"]["value"];
+        let text = cfg.as_str().unwrap().replace(
+            r#""interval": "10s", "timeout": "5s""#,
+            r#""interval": "500ms", "timeout": "300ms""#,
+        );
+        assert!(text.contains("500ms"), "{text}");
+        *cfg = json!(text);
+        with_local_wasm(f, None)
+    };
+    hcm["http_filters"][0] = quick(wasm);
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let readiness = free.local_addr().unwrap();
+    drop(free);
+    listener["address"]["socket_address"] =
+        json!({ "address": "127.0.0.1", "port_value": readiness.port() });
+    let sim = fast_sim();
+    let filter = quick(filter);
+    let clusters = target_clusters(&plugin_json(&filter), &added);
+    let mut bootstrap = istio_bootstrap(&stats, filter, &added, &clusters, sim.addr);
+    bootstrap["static_resources"]["listeners"]
+        .as_array_mut()
+        .unwrap()
+        .push(listener);
+    let envoy = RawEnvoy::start(&bootstrap, "readiness").unwrap();
+
+    let health = || {
+        request_blocking(readiness, "GET", "/health", &[], "")
+            .unwrap()
+            .status
+    };
+    let wait_for = |want: u16| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while health() != want {
+            assert!(
+                Instant::now() < deadline,
+                "/health never {want}:\n{}",
+                envoy.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for(200);
+    sim.set_mode(sim::Mode::Hang).unwrap();
+    assert_eq!(
+        request_blocking(sim.addr, "GET", "/health", &[], "")
+            .unwrap()
+            .status,
+        200,
+        "the worker's own /health passes while inference hangs"
+    );
+    wait_for(503);
+    sim.set_mode(sim::Mode::Normal).unwrap();
+    wait_for(200);
+    let other = request_blocking(readiness, "GET", "/v1/models", &[], "").unwrap();
+    assert_eq!(
+        other.status, 404,
+        "nothing but the health answers on this port"
+    );
+}

@@ -6,6 +6,7 @@
 mod docs_troubleshooting;
 mod e2e_config;
 mod e2e_config_table;
+mod e2e_eject;
 mod e2e_faults;
 mod e2e_health;
 mod e2e_health_hostile;

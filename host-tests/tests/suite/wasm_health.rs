@@ -1,7 +1,7 @@
 //! The health prober (docs/design.md, "Health probes") on the built `.wasm`, with the test clock:
 //! every VM ticks, exactly one callout per interval and target, thresholds, the callout timeout
-//! (Envoy's 504), model discovery, each backend's payload, and the `/health` and `/live` local
-//! replies.
+//! (Envoy's 504), model discovery, each backend's payload, the `/health` and `/live` local
+//! replies, the per-target answer (`target_path`) and the fail-fast refusal.
 
 use host_tests::artifacts::llm_pulse_host;
 use std::time::Duration;
@@ -725,5 +725,124 @@ fn serve_and_details_decide_what_is_exposed() -> Result<()> {
         v["targets"]["w0"]["last_error"],
         "status 500: password=hunter2"
     );
+    Ok(())
+}
+
+/// A request's local reply, if it got one: (status, headers, body).
+type Reply = (u32, Vec<(String, String)>, Vec<u8>);
+
+fn local_reply(host: &mut Host, headers: &[(&str, &str)], end: bool) -> Result<Option<Reply>> {
+    let s = host.new_stream()?;
+    host.send_request_headers(s, headers, end)?;
+    let rec = host.stream(s)?;
+    Ok(rec
+        .local_reply
+        .map(|r| (r.status, r.headers.clone(), r.body.clone())))
+}
+
+/// `health.target_path` answers one target's readiness for the target the `:authority` names
+/// (what Envoy's health checker asks per endpoint), and `health.fail_fast` refuses inference
+/// with a local 503 while a target is not ready, both following the probes on every VM.
+#[test]
+fn target_path_and_fail_fast_follow_the_probes() -> Result<()> {
+    let t = |name: &str, host: &str| {
+        format!(
+            r#"{{"name":"{name}","cluster":"llm_pulse_probe","host":"{host}","backend":"vllm","model":"m","interval":"1s","timeout":"300ms","mode":"always","unhealthy_threshold":1}}"#
+        )
+    };
+    let cfg = format!(
+        r#"{{"health":{{"target_path":"/llm-pulse/target","fail_fast":true,"targets":[{},{}]}}}}"#,
+        t("worker-0", "10.0.0.1:8000"),
+        t("worker-1", "10.0.0.2:8000")
+    );
+    let mut host = llm_pulse_host()?.plugin_config(cfg).vms(2).start()?;
+    let ask = |host: &mut Host, authority: &str| {
+        local_reply(
+            host,
+            &[
+                (":method", "GET"),
+                (":path", "/llm-pulse/target"),
+                (":authority", authority),
+            ],
+            true,
+        )
+    };
+    let chat = |host: &mut Host| {
+        local_reply(
+            host,
+            &[
+                (":method", "POST"),
+                (":path", "/v1/chat/completions"),
+                (":authority", "gw"),
+            ],
+            false,
+        )
+    };
+    let status = |r: Option<Reply>| r.map(|(code, _, _)| code);
+
+    // Before the first probe: not ready, so the target answers 503 and inference is refused.
+    let (code, _, body) = ask(&mut host, "worker-0:15010")?.expect("answered");
+    assert_eq!(code, 503);
+    let v: Value = serde_json::from_slice(&body)?;
+    assert_eq!(
+        (v["target"].as_str(), v["status"].as_str()),
+        (Some("worker-0"), Some("notready"))
+    );
+    assert_eq!(
+        ask(&mut host, "someone-else")?,
+        None,
+        "names no target: passes"
+    );
+    let (code, headers, body) = chat(&mut host)?.expect("refused");
+    assert_eq!(code, 503);
+    assert!(
+        headers.iter().any(|(k, v)| k == "retry-after" && v == "1"),
+        "{headers:?}"
+    );
+    let v: Value = serde_json::from_slice(&body)?;
+    assert_eq!(v["error"]["type"], "unavailable");
+    let models = [
+        (":method", "GET"),
+        (":path", "/v1/models"),
+        (":authority", "gw"),
+    ];
+    assert_eq!(
+        local_reply(&mut host, &models, true)?,
+        None,
+        "not inference: passes"
+    );
+
+    // Both probes pass: both targets ready; within a tick every VM lets inference through.
+    for _ in 0..2 {
+        let c = next_callout(&mut host)?;
+        host.respond_callout(c.id, 200, &[], COMPLETION)?;
+    }
+    assert_eq!(status(ask(&mut host, "WORKER-1")?), Some(200));
+    host.advance(Duration::from_millis(100))?;
+    for _ in 0..4 {
+        assert_eq!(chat(&mut host)?, None, "ready: inference passes");
+    }
+
+    // One worker's probe fails: it alone answers 503, and inference is refused again.
+    let mut failed = None;
+    while failed.is_none() {
+        let c = next_callout(&mut host)?;
+        let to_1 = c
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-envoy-original-dst-host" && v == "10.0.0.2:8000");
+        if to_1 {
+            host.respond_callout(c.id, 500, &[], b"{}")?;
+            failed = Some(c.id);
+        } else {
+            host.respond_callout(c.id, 200, &[], COMPLETION)?;
+        }
+    }
+    assert_eq!(status(ask(&mut host, "worker-1")?), Some(503));
+    assert_eq!(status(ask(&mut host, "worker-0")?), Some(200));
+    host.advance(Duration::from_millis(100))?;
+    for _ in 0..4 {
+        assert_eq!(status(chat(&mut host)?), Some(503), "a target is not ready");
+    }
     Ok(())
 }
