@@ -88,6 +88,13 @@ impl HttpFilter {
         }
     }
 
+    /// Whether the meter reads response bodies: the only ones copied into the VM.
+    pub fn wants_response_body(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|s| s.wants_response_body())
+    }
+
     fn with_stream(&mut self, f: impl FnOnce(&mut StreamMeter, &mut VmMeter)) {
         if let (Some(stream), Ok(mut vm)) = (self.stream.as_mut(), self.vm.try_borrow_mut()) {
             f(stream, &mut vm);
@@ -209,20 +216,11 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let wants = self
-            .stream
-            .as_ref()
-            .is_some_and(|s| s.wants_response_body());
-        let chunk = if wants {
+        let chunk = if self.wants_response_body() {
             body(BufferType::HttpResponseBody, body_size)
         } else {
             Vec::new()
         };
-        if cfg!(feature = "bench-ablate-scan") {
-            // Benchmark ablation (filter/Cargo.toml): the copy without the scan.
-            std::hint::black_box(&chunk);
-            return Action::Continue;
-        }
         let mut edited = None;
         self.with_stream(|s, vm| {
             edited = s.on_response_body(vm, &ProxyWasmHost, &chunk, end_of_stream);

@@ -432,7 +432,7 @@ async fn run_on(
     style: &'static str,
     ask: UsageAsk,
 ) -> (Result<String>, Vec<Conn>) {
-    let body = super::chat_request("hello", true, tokens, ask);
+    let body = crate::cases::chat_request("hello", true, tokens, ask);
     let t0 = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for mut conn in conns {

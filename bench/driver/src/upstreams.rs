@@ -1,5 +1,6 @@
-//! The upstreams of the Envoy cases besides `gpu-sim`:
+//! The upstreams of the Envoy cases:
 //!
+//! - [`Sim`]: the `gpu-sim` binary, no delay;
 //! - [`Nginx`]: Debian's nginx serving recorded vLLM-style answers as static files (the whole
 //!   answer arrives at once: many SSE events per read), the file chosen per request by the
 //!   `x-bench-file` header, so one nginx serves every static case;
@@ -15,8 +16,8 @@
 //! every chunk. So llm-pulse's `usage_stats` edits meet what they meet in front of vLLM. nginx
 //! serves its files whatever the request says.
 //!
-//! Both run as their own processes on 127.0.0.1 (pinned with the load generator) and are
-//! killed on drop.
+//! Each runs as its own process on 127.0.0.1 (pinned with the load generator), killed on
+//! drop.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -209,7 +210,7 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn binary() -> Option<PathBuf> {
-        super::which("nginx").or_else(|| {
+        crate::procs::which("nginx").or_else(|| {
             let p = PathBuf::from("/usr/sbin/nginx");
             p.is_file().then_some(p)
         })
@@ -247,7 +248,7 @@ impl Nginx {
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
-        let mut child = super::pinned(&bin, cpus)
+        let mut child = crate::procs::pinned(&bin, cpus)
             .arg("-p")
             .arg(dir)
             .arg("-c")
@@ -271,6 +272,44 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The `gpu-sim` binary as its own process (pinned away from Envoy), killed on drop.
+pub struct Sim {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Sim {
+    pub fn start(bin: &Path, cpus: &str, tokens: u32) -> Result<Sim> {
+        let mut child = crate::procs::pinned(bin, cpus)
+            .args(["--ttft-ms", "0", "--itl-ms", "0", "--tokens"])
+            .arg(tokens.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting gpu-sim")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("gpu-sim listening on http://")
+            .ok_or_else(|| anyhow!("gpu-sim said {line:?}"))?
+            .parse()?;
+        Ok(Sim { child, addr })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -304,7 +343,7 @@ pub fn start_self(
     stdin: bool,
 ) -> Result<(Child, BufReader<std::process::ChildStdout>, SocketAddr)> {
     let me = std::env::current_exe()?;
-    let mut child = super::pinned(&me, cpus)
+    let mut child = crate::procs::pinned(&me, cpus)
         .args(args)
         .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
