@@ -53,6 +53,10 @@ mod no_record {
             Product.envoy_end()
         }
 
+        fn upstream_address(&self) -> Option<Vec<u8>> {
+            Product.upstream_address()
+        }
+
         fn dispatch_http_call(
             &self,
             cluster: &str,
