@@ -998,7 +998,7 @@ pub fn splits() -> Vec<Case> {
         .collect()
 }
 
-/// Cases from the attack pass of issue 12: bodiless answers, a slow upload, escaped fields.
+/// Cases from an attack pass: bodiless answers, a slow upload, escaped fields.
 pub fn hardening() -> Vec<Case> {
     let mut cases = Vec::new();
     // A HEAD (no request body, so no model) answered 200 with a JSON content type and no body:
@@ -1216,7 +1216,7 @@ pub fn bad_configs() -> Vec<BadConfig> {
             field: "DYN_METRICS_PREFIX".into(),
             reason: "not a valid metric prefix",
         },
-        // Issue 20, item 3: `ALL` was an authority named `all`, so /health reached the
+        // `ALL` was an authority named `all`, so /health reached the
         // worker's own, which passes while inference is broken.
         top(
             r#"{"health":{"serve":"ALL","targets":[{"name":"w","cluster":"c","backend":"vllm"}]}}"#,

@@ -637,7 +637,7 @@ mod tests {
     }
 }
 
-/// Issue 20, item 3: lenient values that would turn a safeguard off are refused.
+/// Lenient values that would turn a safeguard off are refused.
 #[cfg(test)]
 mod strict {
     use crate::config::{Config, ConfigError};

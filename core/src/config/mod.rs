@@ -506,7 +506,7 @@ mod tests {
     }
 }
 
-/// Issue 20, item 3: a refused value is quoted, never echoed whole (a 10 MB value made a
+/// A refused value is quoted, never echoed whole (a 10 MB value made a
 /// 20 MB log line), and no control character of it reaches the log line.
 #[cfg(test)]
 mod bounded_echo {

@@ -410,7 +410,7 @@ mod tests {
         }
     }
 
-    /// Item 9 of issue 12: a 200 that carries an error or an aborted generation is a failure.
+    /// A 200 that carries an error or an aborted generation is a failure.
     #[test]
     fn error_objects_and_aborted_generations_fail() {
         let vllm_error = br#"{"object":"error","message":"CUDA error: an illegal memory access","type":"InternalServerError","param":null,"code":500,"choices":[{"text":"x"}]}"#;
@@ -611,7 +611,7 @@ mod tests {
             model(at_bound.as_bytes()).map(|m| m.len()),
             Ok(MAX_MODEL_ID_BYTES)
         );
-        // Item 5 of issue 12: a 5 MB id is refused, not kept.
+        // A 5 MB id is refused, not kept.
         let huge = format!(r#"{{"data":[{{"id":"{}"}}]}}"#, "m".repeat(5 << 20));
         assert!(model(huge.as_bytes())
             .unwrap_err()

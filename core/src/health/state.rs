@@ -162,7 +162,7 @@ pub fn bounded_error(e: &str) -> String {
 mod tests {
     use super::*;
 
-    /// Item 5 of issue 12: nothing a worker sends makes a record grow past its bound.
+    /// Nothing a worker sends makes a record grow past its bound.
     #[test]
     fn records_are_bounded() {
         let mut s = TargetState::default();

@@ -399,7 +399,7 @@ fn envoy_outcome_is_read_only_when_it_can_matter() {
     }
 }
 
-/// Issue 12 (2): 32 made-up names a worker refused (404) filled the cap at request end, and
+/// 32 made-up names a worker refused (404) filled the cap at request end, and
 /// every later real model was `other`. Names now enter the cap on a 2xx only; the in-flight
 /// +1 of a name accepted mid-request moves with it, so the -1 finds it.
 #[test]
@@ -450,7 +450,7 @@ fn refused_names_do_not_fill_the_cap() {
     }
 }
 
-/// Issue 12 (6): a client naming a reserved bucket lands in `other`; pinned names are labelled
+/// A client naming a reserved bucket lands in `other`; pinned names are labelled
 /// at once, outside the cap.
 #[test]
 fn reserved_and_pinned_models() {

@@ -215,7 +215,7 @@ mod tests {
         assert!(std::mem::size_of::<RequestScanner>() < 512);
     }
 
-    /// Issue 12 (6): escapes are decoded in the fields read, keys included, at any split.
+    /// Escapes are decoded in the fields read, keys included, at any split.
     #[test]
     fn escapes_are_decoded_in_keys_and_values() {
         let cases: &[(&[u8], &str)] = &[

@@ -324,7 +324,7 @@ fn a_refused_call_is_a_failure_and_a_lost_vm_only_delays() {
     assert_eq!(rig.calls(), n + 1);
 }
 
-/// Item 1 of issue 12: an answer over `max_answer_bytes` is a failure that says so, and not
+/// An answer over `max_answer_bytes` is a failure that says so, and not
 /// one of its bytes is copied into the VM; within the cap it is read in bounded chunks.
 #[test]
 fn oversized_answers_fail_unread() {
@@ -353,7 +353,7 @@ fn oversized_answers_fail_unread() {
     assert_eq!(rig.state().last_error.as_deref(), Some("status 500"));
 }
 
-/// Item 3 of issue 12: the worker's words reach `last_error` only with details on, bounded.
+/// The worker's words reach `last_error` only with details on, bounded.
 #[test]
 fn worker_text_only_with_details() {
     let host = FakeHost::default();
@@ -381,7 +381,7 @@ fn worker_text_only_with_details() {
     assert_eq!(e, "answer is an error object: CUDA OOM");
 }
 
-/// Item 5 of issue 12: a model id past its bound is a failed discovery, never kept.
+/// A model id past its bound is a failed discovery, never kept.
 #[test]
 fn a_huge_model_id_is_not_kept() {
     let mut rig = Rig::new(2, "");
@@ -431,7 +431,7 @@ fn discovering_rig() -> Rig {
     rig
 }
 
-/// Issue 20, item 4: a model list longer than `max_answer_bytes` (1,800 LoRA adapters,
+/// A model list longer than `max_answer_bytes` (1,800 LoRA adapters,
 /// ~150 KB) no longer fails discovery: only the first id is needed, and reading stops there.
 #[test]
 fn discovery_reads_a_long_model_list_only_to_its_first_id() {
