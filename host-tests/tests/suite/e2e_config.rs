@@ -32,7 +32,7 @@ fn bad_plugin_configs_are_refused_naming_the_field() {
         (r#"{"metric_prefix":"typo"}"#, "metric_prefix"),
         (r#"{"max_models":"many"}"#, "max_models"),
         ("[]", "(config)"),
-        // No targets: refused, not a /health that says ready about nothing (issue 12, 10).
+        // No targets: refused, not a /health that says ready about nothing.
         (r#"{"health":{}}"#, "health.targets"),
         (r#"{"health":{"targets":[]}}"#, "health.targets"),
     ] {

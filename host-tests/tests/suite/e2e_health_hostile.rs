@@ -1,4 +1,4 @@
-//! Issue 12 end to end: a hostile worker answering health probes with huge bodies, and
+//! End to end: a hostile worker answering health probes with huge bodies, and
 //! `/health` served for one authority only, in a real Envoy (the shipped `envoy/envoy.yaml`)
 //! with the built filter.
 //!
@@ -276,7 +276,7 @@ fn over_cap(size: usize) -> String {
     format!("answer of {size} bytes is over health.max_answer_bytes (65536); not read")
 }
 
-/// Issue 12, item 1, with the shipped `envoy/envoy.yaml`. A worker answers probes first with
+/// With the shipped `envoy/envoy.yaml`. A worker answers probes first with
 /// 30.5 MB bodies (over Envoy's callout buffer, which the shipped config sets to 4 MiB: Envoy
 /// drops them itself and says so in its log), then with 1 MiB bodies (within Envoy's buffer,
 /// over the filter's 64 KiB `max_answer_bytes`: the filter never reads them). Every one is a
@@ -331,7 +331,7 @@ fn with_envoys_default_callout_buffer_the_filter_still_refuses_unread() {
         .contains("the buffer size limit for async client response body has been exceeded"));
 }
 
-/// Issue 12, item 3: with `health.serve` set to a dedicated authority, only that authority
+/// With `health.serve` set to a dedicated authority, only that authority
 /// gets the filter's `/health` and `/live`; the same paths on another virtual host reach that
 /// host's own upstream, and on the worker's host the worker's own `/health`.
 #[test]
@@ -422,7 +422,7 @@ fn cpu_ticks(envoy: &Envoy) -> u64 {
     f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
 }
 
-/// Issue 12, item 5: a worker whose `/v1/models` lists a 3 MB model id (under Envoy's 4 MiB
+/// A worker whose `/v1/models` lists a 3 MB model id (under Envoy's 4 MiB
 /// callout buffer and the 4 MiB `max_answer_bytes` set here, so the filter does scan it). The
 /// id is refused (more than 128 bytes), never kept: the shared-data record and `/health` stay
 /// small, and Envoy's CPU with probes running is what it is with a well-behaved worker

@@ -1,4 +1,4 @@
-//! Issue 12's traffic items through a real Envoy 1.40 and a worker written for the test: junk
+//! Hostile traffic through a real Envoy 1.40 and a worker written for the test: junk
 //! model names the worker refuses, a slow upload, bodiless answers (HEAD, 204), and a client
 //! that breaks HTTP/2 framing mid-stream (a raw h2c client with hand-encoded HPACK).
 //!
@@ -210,7 +210,7 @@ pub(crate) fn logged_u64(entry: &serde_json::Value, key: &str) -> Option<u64> {
     }
 }
 
-/// Issue 12 (2): 32 made-up names the worker answers 404 filled `max_models` (32) at request
+/// 32 made-up names the worker answers 404 filled `max_models` (32) at request
 /// end, and every later `sim-model` request was labelled `other` until Envoy restarted.
 #[test]
 fn junk_models_answered_404_do_not_blind_real_ones() {
@@ -346,7 +346,7 @@ fn junk_names_a_permissive_worker_answers_are_labelled_by_the_served_model() {
     );
 }
 
-/// Issue 12 (4): a 60-byte body uploaded in 6 pieces 250 ms apart. TTFT starts at the end of
+/// A 60-byte body uploaded in 6 pieces 250 ms apart. TTFT starts at the end of
 /// the body, so the filter's TTFT lies between the worker's (body received -> first token
 /// written) and the client's (last byte sent -> first token read); before, it held the upload.
 #[test]
@@ -407,7 +407,7 @@ fn a_slow_upload_is_not_time_to_first_token() {
     assert_eq!(requests(&scrape, &[("status", "success")]), 1.0);
 }
 
-/// Issue 12 (8): a HEAD answered 200 with a JSON content type and no body, and a 204 with a
+/// A HEAD answered 200 with a JSON content type and no body, and a 204 with a
 /// JSON content type, were `bad_response` (an empty body does not parse).
 #[test]
 fn head_and_204_answers_are_not_bad_responses() {
@@ -447,7 +447,7 @@ fn head_and_204_answers_are_not_bad_responses() {
     assert_eq!(requests(&scrape, &[("status", "success")]), 2.0);
 }
 
-/// Issue 12 (11): one verdict for the counter and the access log. A 503 Envoy answers itself
+/// One verdict for the counter and the access log. A 503 Envoy answers itself
 /// for a circuit breaker (`UO`) was logged `unavailable` (the filter state was decided at the
 /// response end without Envoy's flags) while `requests_total` said `overload`.
 #[test]
@@ -641,7 +641,7 @@ fn h2_break(envoy: &Envoy, id: &str, how: Breakage) -> serde_json::Value {
     envoy.access_log_entry(id, Duration::from_secs(20)).unwrap()
 }
 
-/// Issue 12 (7): a client that breaks HTTP/2 framing mid-stream was `truncated_stream`, which
+/// A client that breaks HTTP/2 framing mid-stream was `truncated_stream`, which
 /// blames the worker. Envoy flags such a stream DPE; the filter counts it `cancelled`.
 #[test]
 fn a_client_breaking_http2_framing_mid_stream_is_cancelled() {

@@ -33,7 +33,7 @@ fn every_bad_field_is_refused_and_named() -> Result<()> {
             lines[0].message,
             c.reason
         );
-        // Issue 20, item 3: one short line whatever the config held (a 1 MB value was
+        // One short line whatever the config held (a 1 MB value was
         // echoed whole), with no control character of it.
         let line = &lines[0].message;
         assert!(line.len() <= 1100, "{json}: a line of {} bytes", line.len());

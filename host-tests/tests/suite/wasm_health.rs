@@ -372,7 +372,7 @@ pub(crate) fn hostile_answer(bytes: usize) -> Vec<u8> {
     body
 }
 
-/// Issue 12, item 1: a probe answer over `max_answer_bytes` (default 64 KiB) is a failure
+/// A probe answer over `max_answer_bytes` (default 64 KiB) is a failure
 /// whose error says so; not one of its bytes enters the VM, so VM memory after 100 such
 /// answers is what it was after one (before the fix, each 30.5 MB answer was copied into the
 /// VM and parsed into a tree: the linear memory grew by well over 30 MB and never shrank).
@@ -424,7 +424,7 @@ fn oversized_answers_fail_unread_and_vm_memory_stays_flat() -> Result<()> {
     let (code, _) = get(&mut host, "/live")?;
     assert_eq!(code, 200);
     // A model list whose first id is not within the cap: discovery fails, at most the cap is
-    // read (only the first id is needed, so a long list is read up to it: issue 20, item 4),
+    // Read (only the first id is needed, so a long list is read up to it),
     // no probe goes out.
     let mut host = start(
         1,
@@ -449,7 +449,7 @@ fn oversized_answers_fail_unread_and_vm_memory_stays_flat() -> Result<()> {
     Ok(())
 }
 
-/// Issue 20, item 4: a worker serving 1,800 LoRA adapters answers `GET /v1/models` with
+/// A worker serving 1,800 LoRA adapters answers `GET /v1/models` with
 /// ~150 KB, over the default `max_answer_bytes`; the target used never to become ready.
 /// Discovery needs only the first id: it reads one 16 KiB piece and probes with it.
 #[test]
@@ -493,7 +493,7 @@ fn a_long_model_list_is_read_only_to_its_first_id() -> Result<()> {
     Ok(())
 }
 
-/// Issue 12, item 9: a 200 that is an error object or an aborted generation is a failure,
+/// A 200 that is an error object or an aborted generation is a failure,
 /// in each backend's own format.
 #[test]
 fn error_objects_and_aborted_generations_are_failures() -> Result<()> {
@@ -568,7 +568,7 @@ fn error_objects_and_aborted_generations_are_failures() -> Result<()> {
     Ok(())
 }
 
-/// Issue 12, item 5: a model id from `/v1/models` past 128 bytes is a failed discovery, not a
+/// A model id from `/v1/models` past 128 bytes is a failed discovery, not a
 /// 5 MB string in shared data re-read by every VM on every tick; every record stays small.
 #[test]
 fn worker_strings_are_bounded_in_shared_data() -> Result<()> {
@@ -634,7 +634,7 @@ fn get_for(host: &mut Host, path: &str, authority: &str) -> Result<Option<(u32, 
     })
 }
 
-/// Issue 12, item 3: `health.serve` decides which requests get the local answers; `off`
+/// `health.serve` decides which requests get the local answers; `off`
 /// passes the paths on while probes and metrics keep running; by default the body carries no
 /// cluster, worker address or error text, and the worker's words are not even kept.
 #[test]

@@ -533,7 +533,7 @@ fn a_cumulative_count_jumping_by_billions_stays_bounded() -> Result<()> {
     Ok(())
 }
 
-/// Issue 12 (2) and (6) on the `.wasm`, two VMs sharing the cap: 32 made-up names the worker
+/// On the `.wasm`, two VMs sharing the cap: 32 made-up names the worker
 /// answers 404 no longer fill `max_models` (they were admitted at request end, and every later
 /// real model was `other`); a client naming a reserved bucket or escaping its `model` cannot
 /// forge a series.
