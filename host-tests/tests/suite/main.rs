@@ -12,6 +12,7 @@ mod e2e_health_hostile;
 mod e2e_hostile;
 mod e2e_istio;
 mod e2e_metrics;
+mod e2e_module;
 mod e2e_package;
 mod e2e_passthrough;
 mod e2e_prometheus;
