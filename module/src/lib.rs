@@ -17,12 +17,12 @@ mod logger;
 pub mod metrics;
 pub mod shared;
 
-/// `llm-pulse 0.1.0 (abc1234) dynamic module`: the crate version, the git commit it was built
-/// from, and which artifact logs it.
+/// `llm-pulse 0.1.0 (abc1234)`: the crate version and the git commit it was built from, the
+/// `.wasm`'s line word for word (Envoy's `[dynamic_modules]` logger tag says which artifact).
 pub const VERSION_LINE: &str = concat!(
     "llm-pulse ",
     env!("CARGO_PKG_VERSION"),
     " (",
     env!("LLM_PULSE_COMMIT"),
-    ") dynamic module"
+    ")"
 );

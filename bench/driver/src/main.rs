@@ -5,7 +5,8 @@
 //!   filter, (b) with the no-op proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse
 //!   (`usage_stats` off, so every setup gets the same bytes from the worker), (d) with the same module as (b) in its "floor" mode (copies each response chunk into the
 //!   VM, reads the clock, records one histogram sample per SSE event: the host calls any
-//!   per-token meter must make), loaded in turn (interleaved, order rotated per round) by
+//!   per-token meter must make), (m) with llm-pulse's native dynamic module (`module/`, the
+//!   same core as (c) with no VM; `usage_stats` off too), loaded in turn (interleaved, order rotated per round) by
 //!   `h2load` (the lockstep group by its own client). Case groups, each with its own upstream
 //!   (pinned with the load generator on the other CPUs):
 //!   - `sim`: `gpu-sim` with zero delay (many events per read, whatever the load allows);
@@ -46,7 +47,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _, Result};
-use host_tests::envoy::{Envoy, EnvoyOptions};
+use host_tests::envoy::{Artifact, Envoy, EnvoyOptions};
 use upstreams::{JsonStyle, UsageAsk};
 
 const USAGE: &str = "\
@@ -278,6 +279,9 @@ enum Filter {
     Module(String),
     /// Another build of llm-pulse (`--variant`).
     PulseAt(PathBuf),
+    /// llm-pulse's native dynamic module (`host_tests::artifacts::module_path`, or
+    /// `LLM_PULSE_MODULE`) with this `usage_stats`.
+    Native(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -305,7 +309,10 @@ impl Setup {
 
     /// Whether llm-pulse runs in it (its counters are read after each case).
     fn is_pulse(&self) -> bool {
-        matches!(self.filter, Filter::Pulse(_) | Filter::PulseAt(_))
+        matches!(
+            self.filter,
+            Filter::Pulse(_) | Filter::PulseAt(_) | Filter::Native(_)
+        )
     }
 }
 
@@ -321,6 +328,8 @@ fn standard_setups() -> Vec<Setup> {
             "(d) host-call floor",
             Filter::Module("\"floor\"".into()),
         ),
+        // The same core as (c), as a native dynamic module: no VM.
+        Setup::new("m", "(m) llm-pulse module", Filter::Native("off")),
     ]
 }
 
@@ -668,14 +677,20 @@ fn start_envoy(
     let opts = EnvoyOptions {
         concurrency: 1,
         with_filter: setup.filter != Filter::None,
+        artifact: match &setup.filter {
+            Filter::Native(_) => Artifact::Module,
+            _ => Artifact::Wasm,
+        },
         wasm_override: match &setup.filter {
             Filter::Module(_) => Some(noop.to_path_buf()),
             Filter::PulseAt(path) => Some(path.clone()),
-            Filter::None | Filter::Pulse(_) => None,
+            Filter::None | Filter::Pulse(_) | Filter::Native(_) => None,
         },
         plugin_config: match &setup.filter {
             Filter::Module(config) => config.clone(),
-            Filter::Pulse(usage) => format!(r#"{{"usage_stats":"{usage}"}}"#),
+            Filter::Pulse(usage) | Filter::Native(usage) => {
+                format!(r#"{{"usage_stats":"{usage}"}}"#)
+            }
             Filter::PulseAt(_) => variant_config.to_string(),
             Filter::None => "{}".to_string(),
         },
@@ -701,6 +716,43 @@ fn start_envoy(
         envoy.pid()
     );
     Ok(envoy)
+}
+
+/// The dynamic module (m) beside the `.wasm` (c): Envoy CPU over no filter at all (a).
+fn module_table(out: &mut String, results: &[&CaseResult]) {
+    let rows: Vec<&&CaseResult> = results
+        .iter()
+        .filter(|r| r.runs.contains_key("m") && r.runs.contains_key("a"))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\nThe dynamic module (m) and the .wasm (c): Envoy CPU over no filter (a), per request \
+         and per SSE event; medians of the per-round paired differences [min, max]\n\n",
+    );
+    out.push_str(
+        "| case | m−a µs/req | c−a µs/req | m−a µs/event | c−a µs/event | c−m µs/event |\n",
+    );
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    let range = |d: Option<(f64, f64, f64)>, per: f64| match d {
+        Some((m, lo, hi)) if per > 0.0 => {
+            format!("{:+.2} [{:+.2}, {:+.2}]", m / per, lo / per, hi / per)
+        }
+        _ => "—".to_string(),
+    };
+    for r in rows {
+        let ev = f64::from(r.events);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            range(r.diff("m", "a"), 1.0),
+            range(r.diff("c", "a"), 1.0),
+            range(r.diff("m", "a"), ev),
+            range(r.diff("c", "a"), ev),
+            range(r.diff("c", "m"), ev),
+        ));
+    }
 }
 
 /// The figures of one case.
@@ -1254,6 +1306,7 @@ fn print_tables(results: &[CaseResult], args: &Args, pin: bool) {
             let _ = cbs;
         }
     }
+    module_table(&mut out, &std);
     usage_table(&mut out, &std);
     let variants: Vec<(&CaseResult, &Setup)> = std
         .iter()
