@@ -69,30 +69,32 @@ impl Health {
 
     /// Starts the thread that commits a tick event every period.
     pub fn start_ticks(&self, config: &ConfigHandle) {
+        if let Err(e) = self.spawn_ticker(config) {
+            log::error!("llm-pulse: cannot schedule health probes: {e}");
+        }
+    }
+
+    fn spawn_ticker(&self, config: &ConfigHandle) -> Result<(), String> {
         let Some(period) = self.period else {
-            return;
+            return Ok(());
         };
-        let Some(scheduler) = config.scheduler().map(Arc::new) else {
-            log::error!("llm-pulse: cannot schedule health probes: Envoy gave no scheduler");
-            return;
-        };
+        let scheduler = config
+            .scheduler()
+            .map(Arc::new)
+            .ok_or("Envoy gave no scheduler")?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let (their_stop, their_scheduler) = (Arc::clone(&stop), Arc::clone(&scheduler));
-        let spawned = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("llm-pulse-ticks".to_string())
-            .spawn(move || tick_loop(&their_stop, &their_scheduler, period));
-        match spawned {
-            Ok(thread) => {
-                if let Ok(mut t) = self.ticker.lock() {
-                    *t = Some(Ticker {
-                        stop,
-                        thread,
-                        _scheduler: scheduler,
-                    });
-                }
-            }
-            Err(e) => log::error!("llm-pulse: cannot schedule health probes: {e}"),
-        }
+            .spawn(move || tick_loop(&their_stop, &their_scheduler, period))
+            .map_err(|e| format!("no thread: {e}"))?;
+        let mut ticker = self.ticker.lock().map_err(|_| "ticker lock poisoned")?;
+        *ticker = Some(Ticker {
+            stop,
+            thread,
+            _scheduler: scheduler,
+        });
+        Ok(())
     }
 
     /// Stops and joins the ticker thread: no commit after Envoy destroys the config.

@@ -3,6 +3,7 @@
 
 use crate::ffi::calls;
 use crate::ffi::{LOG_CRITICAL, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN};
+use crate::VERSION_LINE;
 
 struct EnvoyLogger;
 

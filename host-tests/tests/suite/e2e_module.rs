@@ -201,3 +201,57 @@ fn the_module_config_is_envoy_yaml_but_for_the_filter() {
         normalize(&read("envoy/envoy.yaml"))
     );
 }
+
+fn yaml_docs(rel: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(repo_root().join(rel)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).unwrap();
+            serde_json::to_value(v).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn the_envoy_gateway_example_registers_the_module_and_configures_it_as_the_wasm() {
+    let docs = yaml_docs("examples/envoy-gateway/dynamic-module.yaml");
+    let proxy = docs.iter().find(|d| d["kind"] == "EnvoyProxy").unwrap();
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "EnvoyExtensionPolicy")
+        .unwrap();
+    let registered = &proxy["spec"]["dynamicModules"][0];
+    let used = &policy["spec"]["dynamicModule"][0];
+    assert_eq!(used["name"], registered["name"]);
+    assert_eq!(registered["source"]["type"], "Local");
+    assert!(registered["source"]["local"]["path"]
+        .as_str()
+        .is_some_and(|p| p.starts_with('/') && p.ends_with("/libllm_pulse_module.so")));
+    // The runtime key of envoy/envoy-module.yaml, so the names are the .wasm's.
+    let patch = &proxy["spec"]["bootstrap"]["jsonPatches"][0];
+    assert!(patch["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/envoy.reloadable_features.dynamic_modules_strip_custom_stat_prefix"));
+    assert_eq!(patch["value"], true);
+    // The same plugin config as the .wasm's policy.
+    let wasm = yaml_docs("examples/envoy-gateway/extension-policy.yaml").remove(0);
+    assert_eq!(used["config"], wasm["spec"]["wasm"][0]["config"]);
+    assert_eq!(policy["spec"]["targetRefs"], wasm["spec"]["targetRefs"]);
+    // And the module takes that config (its probe cluster is Envoy Gateway's, absent here:
+    // probes fail, the config stands).
+    let sim = sim::spawn(SimConfig::default()).unwrap();
+    let envoy = Envoy::start(&EnvoyOptions {
+        artifact: Artifact::Module,
+        plugin_config: used["config"].to_string(),
+        ..EnvoyOptions::new(sim.addr)
+    })
+    .unwrap();
+    assert!(
+        envoy
+            .log()
+            .contains("configured: prefix=llm, max_models=32, targets=1"),
+        "{}",
+        envoy.log()
+    );
+}
