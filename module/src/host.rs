@@ -8,7 +8,6 @@ use crate::metrics::{Families, SeriesTable};
 use crate::shared::SharedData;
 use llm_pulse_core::host::{EnvoyEnd, Host, HostError, MetricKind};
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Filter state keys carry the `.wasm`'s prefix, so one access-log format
 /// (`%FILTER_STATE(wasm.llm_pulse.ttft_us:PLAIN)%`) reads both artifacts.
@@ -54,11 +53,7 @@ impl ModuleHost<'_> {
 
 impl Host for ModuleHost<'_> {
     fn now_ns(&self) -> u64 {
-        // Wall-clock time, as the `.wasm` reads it: shared stamps compare across threads.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        crate::clock::now_ns()
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {

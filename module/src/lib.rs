@@ -8,6 +8,7 @@
 //! [`metrics`] the metric families Envoy needs defined up front, [`health`] the prober on
 //! Envoy's main thread.
 
+pub mod clock;
 pub mod config;
 pub mod ffi;
 pub mod filter;

@@ -40,9 +40,6 @@ pub fn install() {
         log::set_max_level(log::LevelFilter::Info);
     }
     std::panic::set_hook(Box::new(|info| {
-        calls::log(
-            LOG_CRITICAL,
-            &format!("{} panicked: {info}", crate::VERSION_LINE),
-        );
+        calls::log(LOG_CRITICAL, &format!("{VERSION_LINE} panicked: {info}"));
     }));
 }
