@@ -36,6 +36,9 @@ impl ModuleHost<'_> {
         id: u32,
         op: impl FnOnce(&crate::metrics::Series) -> (crate::ffi::calls::MetricOp, u64),
     ) {
+        if cfg!(feature = "bench-ablate-record") {
+            return;
+        }
         let Ok(table) = self.series.try_borrow() else {
             return;
         };
@@ -81,6 +84,9 @@ impl Host for ModuleHost<'_> {
     }
 
     fn set_property(&self, path: &str, value: &[u8]) {
+        if cfg!(feature = "bench-ablate-record") {
+            return;
+        }
         if let Scope::Stream(s) = self.scope {
             let key = format!("{FILTER_STATE_PREFIX}{path}");
             let _ = s.set_filter_state(&key, value);

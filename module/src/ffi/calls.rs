@@ -75,7 +75,16 @@ impl Stream {
         if n == 0 {
             return f(&[]);
         }
-        let mut chunks = vec![EnvoyBuffer::EMPTY; n];
+        // A read is one slice or a few: no allocation for their descriptors on the hot path.
+        let mut inline = [EnvoyBuffer::EMPTY; 4];
+        let mut heap = Vec::new();
+        let chunks: &mut [EnvoyBuffer] = match inline.get_mut(..n) {
+            Some(c) => c,
+            None => {
+                heap.resize(n, EnvoyBuffer::EMPTY);
+                &mut heap
+            }
+        };
         // SAFETY: `chunks` has room for the `n` buffers Envoy just counted.
         let ok = unsafe {
             envoy_dynamic_module_callback_http_get_body_chunks(
@@ -87,12 +96,12 @@ impl Stream {
         if !ok {
             return f(&[]);
         }
-        if let [one] = chunks.as_slice() {
+        if let [one] = &*chunks {
             // SAFETY: Envoy's body slice, valid for this hook; lent to `f` only.
             return f(unsafe { envoy_bytes(*one) });
         }
         let mut joined = Vec::new();
-        for c in &chunks {
+        for c in chunks.iter() {
             // SAFETY: as above, copied at once.
             joined.extend_from_slice(unsafe { envoy_bytes(*c) });
         }
