@@ -81,7 +81,7 @@ impl FilterConfig {
             env!("LLM_PULSE_COMMIT"),
         );
         if let Some(h) = config.health {
-            me.health = Health::new(&me, &config.metrics_prefix, h);
+            me.health = Some(Health::new(&me, &config.metrics_prefix, h));
         }
         let me = Arc::new(me);
         if let Some(h) = &me.health {

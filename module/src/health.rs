@@ -39,7 +39,7 @@ struct Ticker {
 }
 
 impl Health {
-    pub fn new(config: &FilterConfig, prefix: &str, h: HealthConfig) -> Option<Health> {
+    pub fn new(config: &FilterConfig, prefix: &str, h: HealthConfig) -> Health {
         let series = RefCell::new(SeriesTable::default());
         let host = config.config_host(&series, &[]);
         let now = host.now_ns();
@@ -51,7 +51,7 @@ impl Health {
             Prober::new(prefix, h.targets, hasher.finish()).answers(h.max_answer_bytes, h.details);
         prober.start(&host);
         let period = prober.tick_period_ms().map(Duration::from_millis);
-        Some(Health {
+        Health {
             prober: Mutex::new(prober),
             series: Mutex::new(series),
             endpoints,
@@ -60,7 +60,7 @@ impl Health {
             max_answer_bytes: h.max_answer_bytes,
             period,
             ticker: Mutex::new(None),
-        })
+        }
     }
 
     pub fn max_answer_bytes(&self) -> usize {

@@ -312,12 +312,16 @@ fn hostile_probe_answers_cost_envoy_nothing_lasting() {
 #[test]
 fn with_envoys_default_callout_buffer_the_filter_still_refuses_unread() {
     let worker = Worker::start(br#"{"own":"health"}"#);
-    // The shipped config's one line that sets it (a patch fails when the line is not there).
-    let limit = "        http.async_response_buffer_limit: 4194304\n";
+    // The shipped config's one line that sets it (a patch fails when the line is not there),
+    // set back to Envoy's default, 32 MiB (envoy.yaml says so): the layer must not be empty.
+    let limit = "http.async_response_buffer_limit: 4194304";
     let envoy = Envoy::start(&EnvoyOptions {
         plugin_config: HOSTILE_TARGET.into(),
         concurrency: 1,
-        yaml_patches: vec![(limit.to_string(), String::new())],
+        yaml_patches: vec![(
+            limit.to_string(),
+            "http.async_response_buffer_limit: 33554432".to_string(),
+        )],
         ..EnvoyOptions::new(worker.addr)
     })
     .unwrap();
