@@ -4,6 +4,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ENVOY_VERSION="1.40.0"
 WASM="$ROOT/target/wasm32-wasip1/release/llm_pulse.wasm"
+MODULE="$ROOT/target/release/libllm_pulse_module.so"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -68,6 +69,14 @@ build_wasm() {
     (cd "$ROOT" && cargo build --quiet --release --target wasm32-wasip1 -p llm-pulse) || die "filter build failed"
     export LLM_PULSE_WASM="$WASM"
     log "filter: $WASM ($(wc -c <"$WASM") bytes)"
+}
+
+# The native dynamic module (module/): the shared object Envoy's dynamic_modules filter loads.
+build_module() {
+    log "building the dynamic module (release)"
+    (cd "$ROOT" && cargo build --quiet --release -p llm-pulse-module) || die "module build failed"
+    export LLM_PULSE_MODULE="$MODULE"
+    log "module: $MODULE ($(wc -c <"$MODULE") bytes)"
 }
 
 # Prometheus and promtool, for the tests of examples/prometheus and examples/grafana: Debian's

@@ -35,6 +35,25 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every per-request metric (the dynamic module defines each family up front from it).
+    pub const ALL: [Metric; 15] = [
+        Metric::RequestsTotal,
+        Metric::InflightRequests,
+        Metric::QueuedRequests,
+        Metric::OutputTokensTotal,
+        Metric::TimeToFirstToken,
+        Metric::InterTokenLatency,
+        Metric::RequestDuration,
+        Metric::InputSequenceTokens,
+        Metric::OutputSequenceTokens,
+        Metric::CachedTokens,
+        Metric::TimeToFirstTokenTotal,
+        Metric::InterTokenLatencyTotal,
+        Metric::RequestDurationTotal,
+        Metric::InputSequenceTokensTotal,
+        Metric::OutputSequenceTokensTotal,
+    ];
+
     pub fn suffix(self) -> &'static str {
         match self {
             Metric::RequestsTotal => "requests_total",
@@ -69,8 +88,9 @@ impl Metric {
         }
     }
 
-    /// Whether the metric is per request, so carries the `worker` label when it is on.
-    fn per_worker(self) -> bool {
+    /// Whether the metric carries the `worker` label when it is on: all but the queue, which
+    /// a request leaves before the filter knows its worker.
+    pub fn per_worker(self) -> bool {
         !matches!(self, Metric::QueuedRequests)
     }
 }

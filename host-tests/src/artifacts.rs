@@ -13,6 +13,10 @@ use std::time::SystemTime;
 pub const BUILD_HINT: &str =
     "rebuild it with `cargo build --release --target wasm32-wasip1 -p llm-pulse` (scripts/test does)";
 
+/// How to rebuild the dynamic module.
+pub const MODULE_BUILD_HINT: &str =
+    "rebuild it with `cargo build --release -p llm-pulse-module` (scripts/test does)";
+
 /// The repository root (this crate lives in `host-tests/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,14 +94,68 @@ pub fn wasm_path() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The dynamic module as Envoy loads it: `$LLM_PULSE_MODULE`, else the release build in the
+/// target directory. A workspace build older than its sources is an error.
+pub fn module_path() -> anyhow::Result<PathBuf> {
+    let built = target_dir().join("release/libllm_pulse_module.so");
+    let path = match std::env::var_os("LLM_PULSE_MODULE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => built.clone(),
+    };
+    let meta = std::fs::metadata(&path)
+        .with_context(|| format!("{} is missing: {MODULE_BUILD_HINT}", path.display()))?;
+    if same_file(&path, &built) {
+        check_fresh_of(
+            &path,
+            meta.modified().ok(),
+            &repo_root(),
+            MODULE_SOURCES,
+            MODULE_BUILD_HINT,
+        )?;
+    }
+    Ok(path)
+}
+
+/// What the `.wasm` is built from: manifests, then source directories.
+const WASM_SOURCES: (&[&str], &[&str]) = (
+    &[
+        "Cargo.toml",
+        "Cargo.lock",
+        "core/Cargo.toml",
+        "filter/Cargo.toml",
+    ],
+    &["core/src", "filter/src"],
+);
+
+/// What the dynamic module is built from.
+const MODULE_SOURCES: (&[&str], &[&str]) = (
+    &[
+        "Cargo.toml",
+        "Cargo.lock",
+        "core/Cargo.toml",
+        "module/Cargo.toml",
+    ],
+    &["core/src", "module/src"],
+);
+
 /// Fails when a source of the `.wasm` under `root` is newer than the `.wasm` itself.
 fn check_fresh(wasm: &Path, built: Option<SystemTime>, root: &Path) -> anyhow::Result<()> {
+    check_fresh_of(wasm, built, root, WASM_SOURCES, BUILD_HINT)
+}
+
+fn check_fresh_of(
+    artifact: &Path,
+    built: Option<SystemTime>,
+    root: &Path,
+    sources: (&[&str], &[&str]),
+    hint: &str,
+) -> anyhow::Result<()> {
     let built = built.unwrap_or(SystemTime::UNIX_EPOCH);
-    if let Some((source, time)) = newest_source(root)? {
+    if let Some((source, time)) = newest_source(root, sources)? {
         if time > built {
             bail!(
-                "{} is older than {}: {BUILD_HINT}",
-                wasm.display(),
+                "{} is older than {}: {hint}",
+                artifact.display(),
                 source.display()
             );
         }
@@ -112,9 +170,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The most recently modified input of the `.wasm`: the filter's and core's sources and
-/// manifests, the workspace manifest and lock file.
-fn newest_source(root: &Path) -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
+/// The most recently modified of `files` and the Rust files under `dirs`.
+fn newest_source(
+    root: &Path,
+    (files, dirs): (&[&str], &[&str]),
+) -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
     let mut newest: Option<(PathBuf, SystemTime)> = None;
     let mut visit = |p: PathBuf| -> anyhow::Result<()> {
         let t = std::fs::metadata(&p)
@@ -125,15 +185,10 @@ fn newest_source(root: &Path) -> anyhow::Result<Option<(PathBuf, SystemTime)>> {
         }
         Ok(())
     };
-    for file in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "core/Cargo.toml",
-        "filter/Cargo.toml",
-    ] {
+    for file in files {
         visit(root.join(file))?;
     }
-    for dir in ["core/src", "filter/src"] {
+    for dir in dirs {
         for file in rust_files(&root.join(dir))? {
             visit(file)?;
         }

@@ -10,7 +10,35 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-pub use crate::artifacts::{envoy_bin, repo_root, wasm_path};
+pub use crate::artifacts::{envoy_bin, module_path, repo_root, wasm_path};
+
+/// Which build of llm-pulse Envoy loads: the tests run one harness on either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Artifact {
+    /// `llm_pulse.wasm` in the wasm filter (`envoy/envoy.yaml`).
+    Wasm,
+    /// `libllm_pulse_module.so` in the dynamic-modules filter (`envoy/envoy-module.yaml`).
+    Module,
+}
+
+impl Artifact {
+    /// `LLM_PULSE_ARTIFACT=module` runs the Envoy tests on the dynamic module; anything else
+    /// (or nothing) on the `.wasm`.
+    pub fn from_env() -> Artifact {
+        match std::env::var("LLM_PULSE_ARTIFACT").as_deref() {
+            Ok("module") => Artifact::Module,
+            _ => Artifact::Wasm,
+        }
+    }
+
+    /// The shipped Envoy config template that loads it.
+    pub fn template(self) -> &'static str {
+        match self {
+            Artifact::Wasm => "envoy/envoy.yaml",
+            Artifact::Module => "envoy/envoy-module.yaml",
+        }
+    }
+}
 
 /// Replaces every `${NAME}` in `template`; a placeholder left unfilled is an error.
 pub fn render(template: &str, vars: &[(&str, String)]) -> anyhow::Result<String> {
@@ -68,6 +96,8 @@ pub struct EnvoyOptions {
     /// Extra environment for the Envoy process (e.g. `DYN_METRICS_PREFIX`).
     pub env: Vec<(String, String)>,
     pub log_level: String,
+    /// The `.wasm` or the dynamic module ([`Artifact::from_env`] by default).
+    pub artifact: Artifact,
     /// The `.wasm` Envoy loads in place of llm-pulse (e.g. the no-op filter `scripts/bench`
     /// compares against); `None`: [`wasm_path`].
     pub wasm_override: Option<PathBuf>,
@@ -104,6 +134,7 @@ impl EnvoyOptions {
             admin_port: 0,
             env: Vec::new(),
             log_level: "info".to_string(),
+            artifact: Artifact::from_env(),
             wasm_override: None,
             hot_restart: None,
             yaml_patches: Vec::new(),
@@ -118,20 +149,25 @@ impl EnvoyOptions {
         }
     }
 
-    /// The shipped `envoy/envoy.yaml` with these options filled in.
+    /// The shipped `envoy/envoy.yaml` (`envoy/envoy-module.yaml` for the module) with these
+    /// options filled in.
     pub fn render(&self, dir: &Path) -> anyhow::Result<String> {
-        let template_path = repo_root().join("envoy/envoy.yaml");
+        let template_path = repo_root().join(self.artifact.template());
         let template = std::fs::read_to_string(&template_path)
             .with_context(|| format!("reading {}", template_path.display()))?;
         if self.plugin_config.contains('\'') {
             bail!("plugin config must not contain a single quote (YAML quoting)");
         }
+        let artifact = match self.artifact {
+            Artifact::Wasm => ("WASM_PATH", self.wasm()?),
+            Artifact::Module => ("MODULE_PATH", module_path()?),
+        };
         let vars = [
             ("LISTEN_PORT", self.listen_port.to_string()),
             ("ADMIN_PORT", self.admin_port.to_string()),
             ("WORKER_HOST", self.worker.ip().to_string()),
             ("WORKER_PORT", self.worker.port().to_string()),
-            ("WASM_PATH", self.wasm()?.display().to_string()),
+            (artifact.0, artifact.1.display().to_string()),
             ("PLUGIN_CONFIG", self.plugin_config.clone()),
             (
                 "ACCESS_LOG_PATH",
@@ -145,7 +181,10 @@ impl EnvoyOptions {
         let mut config = render(&template, &vars)?;
         for (from, to) in &self.yaml_patches {
             if !config.contains(from.as_str()) {
-                bail!("yaml patch: {from:?} is not in envoy.yaml");
+                bail!(
+                    "yaml patch: {from:?} is not in {}",
+                    self.artifact.template()
+                );
             }
             config = config.replace(from.as_str(), to);
         }

@@ -5,7 +5,9 @@
 //!   filter, (b) with the no-op proxy-wasm filter of `bench/noop-filter`, (c) with llm-pulse
 //!   (`usage_stats` off, so every setup gets the same bytes from the worker), (d) with the same module as (b) in its "floor" mode (copies each response chunk into the
 //!   VM, reads the clock, records one histogram sample per SSE event: the host calls any
-//!   per-token meter must make), loaded in turn (interleaved, order rotated per round) by
+//!   per-token meter must make), (m) with llm-pulse's native dynamic module (`module/`, the
+//!   same core as (c) with no VM; `usage_stats` off too), loaded in turn (interleaved, order
+//!   rotated per round) by
 //!   `h2load` (the lockstep group by its own client). Case groups, each with its own upstream
 //!   (pinned with the load generator on the other CPUs):
 //!   - `sim`: `gpu-sim` with zero delay (many events per read, whatever the load allows);

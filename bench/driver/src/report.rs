@@ -80,6 +80,7 @@ pub fn print_tables(results: &[CaseResult], rounds: usize, pin: bool) {
     setups_table(&mut out, results, rounds, pin);
     let timed: Vec<&CaseResult> = results.iter().filter(|r| !r.is_probe()).collect();
     over_table(&mut out, &timed);
+    module_table(&mut out, &timed);
     usage_table(&mut out, &timed);
     variants_table(&mut out, &timed);
     for r in results.iter().filter(|r| r.is_probe()) {
@@ -158,6 +159,43 @@ fn over_table(out: &mut String, results: &[&CaseResult]) {
             range(r.diff("c", "d"), ev),
             range(r.diff("d", "b"), ev),
         );
+    }
+}
+
+/// The dynamic module (m) beside the `.wasm` (c): Envoy CPU over no filter at all (a).
+fn module_table(out: &mut String, results: &[&CaseResult]) {
+    let rows: Vec<&&CaseResult> = results
+        .iter()
+        .filter(|r| r.runs.contains_key("m") && r.runs.contains_key("a"))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str(
+        "\nThe dynamic module (m) and the .wasm (c): Envoy CPU over no filter (a), per request \
+         and per SSE event; medians of the per-round paired differences [min, max]\n\n",
+    );
+    out.push_str(
+        "| case | m−a µs/req | c−a µs/req | m−a µs/event | c−a µs/event | c−m µs/event |\n",
+    );
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    let range = |d: Option<(f64, f64, f64)>, per: f64| match d {
+        Some((m, lo, hi)) if per > 0.0 => {
+            format!("{:+.2} [{:+.2}, {:+.2}]", m / per, lo / per, hi / per)
+        }
+        _ => "—".to_string(),
+    };
+    for r in rows {
+        let ev = f64::from(r.events);
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            range(r.diff("m", "a"), 1.0),
+            range(r.diff("c", "a"), 1.0),
+            range(r.diff("m", "a"), ev),
+            range(r.diff("c", "a"), ev),
+            range(r.diff("c", "m"), ev),
+        ));
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use host_tests::envoy::{Envoy, EnvoyOptions};
+use host_tests::envoy::{Artifact, Envoy, EnvoyOptions};
 
 use crate::args::Args;
 use crate::upstreams::UsageAsk;
@@ -24,6 +24,9 @@ pub enum Filter {
     Module(String),
     /// Another build of llm-pulse (`--variant`).
     PulseAt(PathBuf),
+    /// llm-pulse's native dynamic module (`host_tests::artifacts::module_path`, or
+    /// `LLM_PULSE_MODULE`) with this `usage_stats`.
+    Native(&'static str),
 }
 
 #[derive(Clone, Debug)]
@@ -51,7 +54,10 @@ impl Setup {
 
     /// Whether llm-pulse runs in it (its counters are read after each case).
     pub fn is_pulse(&self) -> bool {
-        matches!(self.filter, Filter::Pulse(_) | Filter::PulseAt(_))
+        matches!(
+            self.filter,
+            Filter::Pulse(_) | Filter::PulseAt(_) | Filter::Native(_)
+        )
     }
 }
 
@@ -75,6 +81,8 @@ fn standard_setups() -> Vec<Setup> {
             "(d) host-call floor",
             Filter::Module("\"floor\"".into()),
         ),
+        // The same core as (c), as a native dynamic module: no VM.
+        Setup::new("m", "(m) llm-pulse module", Filter::Native("off")),
     ]
 }
 
@@ -196,14 +204,20 @@ pub fn start_envoy(
     let opts = EnvoyOptions {
         concurrency: 1,
         with_filter: setup.filter != Filter::None,
+        artifact: match &setup.filter {
+            Filter::Native(_) => Artifact::Module,
+            _ => Artifact::Wasm,
+        },
         wasm_override: match &setup.filter {
             Filter::Module(_) => Some(noop.to_path_buf()),
             Filter::PulseAt(path) => Some(path.clone()),
-            Filter::None | Filter::Pulse(_) => None,
+            Filter::None | Filter::Pulse(_) | Filter::Native(_) => None,
         },
         plugin_config: match &setup.filter {
             Filter::Module(config) => config.clone(),
-            Filter::Pulse(usage) => format!(r#"{{"usage_stats":"{usage}"}}"#),
+            Filter::Pulse(usage) | Filter::Native(usage) => {
+                format!(r#"{{"usage_stats":"{usage}"}}"#)
+            }
             Filter::PulseAt(_) => variant_config.to_string(),
             Filter::None => "{}".to_string(),
         },

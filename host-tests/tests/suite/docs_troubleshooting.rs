@@ -1,10 +1,10 @@
-//! docs/troubleshooting.md cannot fall behind the code: every message the filter can write to
-//! Envoy's log (found in the sources of filter/ and core/, tests left out) has exactly one row
-//! in the guide's "Messages the filter logs" table, and every row there is a message the
-//! sources still log. No Envoy needed.
+//! docs/troubleshooting.md cannot fall behind the code: every message the filter (the `.wasm` or
+//! the dynamic module) can write to Envoy's log (found in the sources of filter/, module/ and
+//! core/, tests left out) has exactly one row in the guide's "Messages the filter logs" table,
+//! and every row there is a message the sources still log. No Envoy needed.
 //!
 //! A message is the first string literal of a logging call (`log::error!(...)` and the other
-//! `log` macros, `log_warn(...)`, `warn_once(...)`, `hostcalls::log(...)`), or any string
+//! `log` macros, `log_warn(...)`, `warn_once(...)`, `hostcalls::log(...)`, `calls::log(...)`), or any string
 //! literal that starts with `llm-pulse: ` (so a message built first and logged later is found
 //! too). Its `{...}` placeholders match anything in the guide (`<field>`, `<reason>`, ...): the
 //! fixed text between them must appear, in order, on the row.
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 const GUIDE: &str = "docs/troubleshooting.md";
 const SECTION: &str = "## Messages the filter logs";
-const CALLS: [&str; 11] = [
+const CALLS: [&str; 12] = [
     "log::error!(",
     "log::warn!(",
     "log::info!(",
@@ -26,6 +26,7 @@ const CALLS: [&str; 11] = [
     "log_warn(",
     "warn_once(",
     "hostcalls::log(",
+    "calls::log(",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -163,7 +164,7 @@ fn fixed_parts(format: &str) -> Vec<String> {
 fn logged_messages() -> Vec<(String, String)> {
     let root = repo_root();
     let mut files = Vec::new();
-    for dir in ["filter/src", "core/src"] {
+    for dir in ["filter/src", "module/src", "core/src"] {
         rust_files(&root.join(dir), &mut files);
     }
     files.sort();

@@ -161,10 +161,13 @@ fn the_version_line_and_build_info_name_the_build() {
             .unwrap()
     );
     if let Some(want) = expected_commit() {
+        let rebuild = match envoy::Artifact::from_env() {
+            envoy::Artifact::Wasm => "cargo build --release --target wasm32-wasip1 -p llm-pulse",
+            envoy::Artifact::Module => "cargo build --release -p llm-pulse-module",
+        };
         assert_eq!(
             commit, want,
-            "the .wasm was built from another commit than HEAD: \
-             cargo build --release --target wasm32-wasip1 -p llm-pulse"
+            "the artifact was built from another commit than HEAD: {rebuild}"
         );
     }
 }

@@ -8,7 +8,7 @@
 //! wall-clock window.
 
 use crate::wasm_health::hostile_answer;
-use host_tests::envoy::{repo_root, Envoy, EnvoyOptions};
+use host_tests::envoy::{Envoy, EnvoyOptions};
 use host_tests::raw_http::read_request;
 use host_tests::sim::client::request_blocking;
 use std::io::{BufReader, Write};
@@ -312,15 +312,16 @@ fn hostile_probe_answers_cost_envoy_nothing_lasting() {
 #[test]
 fn with_envoys_default_callout_buffer_the_filter_still_refuses_unread() {
     let worker = Worker::start(br#"{"own":"health"}"#);
-    let shipped = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).unwrap();
-    let start = shipped.find("layered_runtime:").unwrap_or(0);
-    let end = shipped.find("static_resources:").unwrap_or(0);
-    assert!(start < end, "the shipped config sets the callout buffer");
-    let limit = shipped[start..end].to_string();
+    // The shipped config's one line that sets it (a patch fails when the line is not there),
+    // set back to Envoy's default, 32 MiB (envoy.yaml says so): the layer must not be empty.
+    let limit = "http.async_response_buffer_limit: 4194304";
     let envoy = Envoy::start(&EnvoyOptions {
         plugin_config: HOSTILE_TARGET.into(),
         concurrency: 1,
-        yaml_patches: vec![(limit, String::new())],
+        yaml_patches: vec![(
+            limit.to_string(),
+            "http.async_response_buffer_limit: 33554432".to_string(),
+        )],
         ..EnvoyOptions::new(worker.addr)
     })
     .unwrap();

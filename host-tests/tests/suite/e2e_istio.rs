@@ -6,7 +6,7 @@
 //! and the annotated buckets. A broken example (bad YAML, an Envoy field Envoy does not know,
 //! a plugin config the filter refuses) fails here.
 
-use host_tests::envoy::{self, envoy_bin, http_get, repo_root, wasm_path, EnvoyOptions};
+use host_tests::envoy::{self, envoy_bin, http_get, repo_root, wasm_path, Artifact, EnvoyOptions};
 use host_tests::prom::Scrape;
 use host_tests::sim::client::request_blocking;
 use host_tests::sim::{self, SimConfig, SimHandle};
@@ -535,9 +535,13 @@ fn stats_annotations_list_every_label_and_the_shipped_buckets() {
         json!(stats.inclusion_prefixes)
     );
     // The same boundaries as envoy/envoy.yaml, histogram by histogram.
-    let rendered = EnvoyOptions::new("127.0.0.1:8000".parse().unwrap())
-        .render(&std::env::temp_dir())
-        .unwrap();
+    let rendered = EnvoyOptions {
+        // Istio loads the .wasm only.
+        artifact: Artifact::Wasm,
+        ..EnvoyOptions::new("127.0.0.1:8000".parse().unwrap())
+    }
+    .render(&std::env::temp_dir())
+    .unwrap();
     let shipped = yaml_docs_str(&rendered, Path::new("envoy/envoy.yaml")).remove(0);
     let settings = shipped["stats_config"]["histogram_bucket_settings"]
         .as_array()

@@ -1,5 +1,6 @@
 //! Every test of llm-pulse beyond its unit tests, in one binary (each test binary links
-//! wasmtime): `wasm_*` run the built `.wasm` in the wasmtime host, `sim_*` test gpu-sim, `e2e_*`
+//! wasmtime): `wasm_*` run the built `.wasm` in the wasmtime host,
+//! `module_*` the dynamic module under a fake Envoy, `sim_*` test gpu-sim, `e2e_*`
 //! run a real Envoy, `docs_*` hold the docs to the code. Filter by module:
 //! `cargo test -p host-tests --test suite e2e_metrics`.
 
@@ -13,6 +14,7 @@ mod e2e_health_hostile;
 mod e2e_hostile;
 mod e2e_istio;
 mod e2e_metrics;
+mod e2e_module;
 mod e2e_package;
 mod e2e_passthrough;
 mod e2e_prometheus;
@@ -20,6 +22,7 @@ mod e2e_traffic;
 mod e2e_unfinished;
 mod e2e_usage;
 mod engine_usage;
+mod module_meter_cases;
 mod sim_api;
 mod sim_faults;
 mod sim_health;
