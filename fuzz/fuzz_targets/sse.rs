@@ -1,6 +1,7 @@
 //! SSE framer and event parser (`SseResponse::feed`) under arbitrary bytes and chunk splits.
 //! Invariants: any split gives the same token events and summary as the whole body, and the
-//! same framed events; the streamed token count is the sum of the events.
+//! same framed events; the streamed token count is the sum of the events; resuming events
+//! from the previous event's start gives what scanning every byte gives.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -16,7 +17,10 @@ struct Input {
 }
 
 fn run(chunks: &[&[u8]]) -> (Vec<u32>, Summary) {
-    let mut r = SseResponse::default();
+    run_on(SseResponse::default(), chunks)
+}
+
+fn run_on(mut r: SseResponse, chunks: &[&[u8]]) -> (Vec<u32>, Summary) {
     let mut events = Vec::new();
     for c in chunks {
         r.feed(c, &mut |k| events.push(k));
@@ -72,6 +76,12 @@ fuzz_target!(|input: Input| {
     if summary.usage_output_tokens.is_none() {
         assert_eq!(summary.output_tokens(), summary.streamed_tokens);
     }
+
+    assert_eq!(
+        run_on(SseResponse::without_resume(), &[body]),
+        whole,
+        "resumed scan differs from the scan of every byte"
+    );
 
     let chunks = split(body, &input.cuts);
     assert_eq!(run(&chunks), whole, "split at {:?}", input.cuts);

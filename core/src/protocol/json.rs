@@ -127,13 +127,7 @@ enum State {
 
 pub struct JsonScanner {
     root: Slot,
-    state: State,
-    depth: usize,
-    /// Bit i set: container i is an object (else an array).
-    objects: u32,
-    slots: [Slot; MAX_DEPTH],
-    skip_depth: u32,
-    value_slot: Slot,
+    at: Position,
     str_is_key: bool,
     str_empty: bool,
     /// A `\uXXXX` escape: its code unit so far, and a high surrogate waiting for its low
@@ -154,30 +148,41 @@ pub struct JsonScanner {
     stopped: bool,
 }
 
-/// Where a scan stands right after a key whose `:` and value have not been read: everything
-/// the rest of the document's scan depends on there (a string, number or literal starts its
-/// own state afresh). [`JsonScanner::feed_to_key`] takes it, [`JsonScanner::resume`] puts it
-/// back.
+/// Where a scan stands in the document's structure: the grammar state, the open containers
+/// and the slot the next value goes to. Right after a key (where [`JsonScanner::feed_to_key`]
+/// stops) it is everything the rest of the scan depends on: a string, number or literal
+/// starts its own state afresh. [`JsonScanner::feed_to_key`] hands out a copy,
+/// [`JsonScanner::resume`] puts one back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyMark {
+pub struct Position {
     state: State,
     depth: usize,
+    /// Bit i set: container i is an object (else an array).
     objects: u32,
     slots: [Slot; MAX_DEPTH],
     skip_depth: u32,
     value_slot: Slot,
 }
 
-impl JsonScanner {
-    pub fn new(root: Slot) -> JsonScanner {
-        JsonScanner {
-            root,
+impl Position {
+    /// Before a document's first byte.
+    fn start(root: Slot) -> Position {
+        Position {
             state: State::Value,
             depth: 0,
             objects: 0,
             slots: [IGNORE; MAX_DEPTH],
             skip_depth: 0,
             value_slot: root,
+        }
+    }
+}
+
+impl JsonScanner {
+    pub fn new(root: Slot) -> JsonScanner {
+        JsonScanner {
+            root,
+            at: Position::start(root),
             str_is_key: false,
             str_empty: true,
             unit: 0,
@@ -203,64 +208,51 @@ impl JsonScanner {
         input: &[u8],
         v: &mut V,
         slot: Slot,
-    ) -> Option<(usize, KeyMark)> {
+    ) -> Option<(usize, Position)> {
         self.stop_at = slot;
         let consumed = self.feed_inner(input, v);
         self.stop_at = IGNORE;
         if !std::mem::take(&mut self.stopped) {
             return None;
         }
-        let mark = KeyMark {
-            state: self.state,
-            depth: self.depth,
-            objects: self.objects,
-            slots: self.slots,
-            skip_depth: self.skip_depth,
-            value_slot: self.value_slot,
-        };
-        Some((consumed, mark))
+        Some((consumed, self.at))
     }
 
     /// Puts a scan back where [`JsonScanner::feed_to_key`] stopped, as if the same bytes had
     /// been fed since the last reset.
-    pub fn resume(&mut self, mark: &KeyMark) {
-        self.state = mark.state;
-        self.depth = mark.depth;
-        self.objects = mark.objects;
-        self.slots = mark.slots;
-        self.skip_depth = mark.skip_depth;
-        self.value_slot = mark.value_slot;
+    pub fn resume(&mut self, at: &Position) {
+        self.at = *at;
     }
 
     /// Ready for the next document (the next SSE event).
     pub fn reset(&mut self) {
-        self.state = State::Value;
-        self.depth = 0;
-        self.skip_depth = 0;
-        self.value_slot = self.root;
+        self.at.state = State::Value;
+        self.at.depth = 0;
+        self.at.skip_depth = 0;
+        self.at.value_slot = self.root;
     }
 
     /// True once the input so far cannot be the start of a JSON document.
     pub fn failed(&self) -> bool {
-        self.state == State::Error
+        self.at.state == State::Error
     }
 
     /// Whether a whole document has been read (only whitespace may follow).
     pub fn is_done(&self) -> bool {
-        self.state == State::Done
+        self.at.state == State::Done
     }
 
     /// Whether no byte but whitespace has been fed since the last reset.
     pub fn is_pristine(&self) -> bool {
-        self.state == State::Value && self.depth == 0
+        self.at.state == State::Value && self.at.depth == 0
     }
 
     /// Ends the document: true when it was one complete JSON value.
     pub fn finish<V: Visitor>(&mut self, v: &mut V) -> bool {
-        if self.state == State::Number && self.depth == 0 {
+        if self.at.state == State::Number && self.at.depth == 0 {
             self.end_number(v);
         }
-        self.state == State::Done
+        self.at.state == State::Done
     }
 
     pub fn feed<V: Visitor>(&mut self, input: &[u8], v: &mut V) {
@@ -278,13 +270,13 @@ impl JsonScanner {
             if self.stopped {
                 break;
             }
-            let used = match self.state {
+            let used = match self.at.state {
                 State::Str => self.string_run(rest, v),
                 State::Skip => self.skip_run(rest),
                 State::SkipStr => match find2(rest, b'"', b'\\') {
                     None => rest.len(),
                     Some(p) => {
-                        self.state = if rest.get(p) == Some(&b'"') {
+                        self.at.state = if rest.get(p) == Some(&b'"') {
                             State::Skip
                         } else {
                             State::SkipStrEscape
@@ -293,7 +285,7 @@ impl JsonScanner {
                     }
                 },
                 State::SkipStrEscape => {
-                    self.state = State::SkipStr;
+                    self.at.state = State::SkipStr;
                     1
                 }
                 State::StrEscape => {
@@ -306,26 +298,26 @@ impl JsonScanner {
                         b't' => b'\t',
                         b'u' => {
                             self.unit = 0;
-                            self.state = State::StrUnicode(4);
+                            self.at.state = State::StrUnicode(4);
                             rest = rest.get(1..).unwrap_or_default();
                             continue;
                         }
                         _ => {
-                            self.state = State::Error;
+                            self.at.state = State::Error;
                             return input.len();
                         }
                     };
                     self.string_bytes(&[decoded]);
-                    self.state = State::Str;
+                    self.at.state = State::Str;
                     1
                 }
                 State::StrUnicode(left) => {
                     let Some(digit) = char::from(b).to_digit(16) else {
-                        self.state = State::Error;
+                        self.at.state = State::Error;
                         return input.len();
                     };
                     self.unit = self.unit << 4 | digit;
-                    self.state = if left > 1 {
+                    self.at.state = if left > 1 {
                         State::StrUnicode(left - 1)
                     } else {
                         self.unicode_unit();
@@ -348,20 +340,20 @@ impl JsonScanner {
                 State::ObjectFirst | State::Key => {
                     if b == b'"' {
                         self.key(rest, v)
-                    } else if b == b'}' && self.state == State::ObjectFirst {
+                    } else if b == b'}' && self.at.state == State::ObjectFirst {
                         self.pop();
                         1
                     } else {
-                        self.state = State::Error;
+                        self.at.state = State::Error;
                         return input.len();
                     }
                 }
                 State::Colon => {
                     if b != b':' {
-                        self.state = State::Error;
+                        self.at.state = State::Error;
                         return input.len();
                     }
-                    self.state = State::Value;
+                    self.at.state = State::Value;
                     // `: value`, one space after the colon as Python's `json.dumps` writes
                     // it: the value in the same step (state `Value` would skip the space).
                     if let Some([b' ', value @ ..]) = rest.get(1..) {
@@ -377,7 +369,7 @@ impl JsonScanner {
                     let in_object = self.top_is_object();
                     match (b, in_object) {
                         (b',', true) => {
-                            self.state = State::Key;
+                            self.at.state = State::Key;
                             // `,"key":value` in one step: the usual compact member; also
                             // `, "key"`, one space after the comma as Python's `json.dumps`
                             // writes it (the `is_ws` arm above would skip it in state `Key`;
@@ -395,17 +387,17 @@ impl JsonScanner {
                                 continue;
                             }
                         }
-                        (b',', false) => self.state = State::Value,
+                        (b',', false) => self.at.state = State::Value,
                         (b'}', true) | (b']', false) => self.pop(),
                         _ => {
-                            self.state = State::Error;
+                            self.at.state = State::Error;
                             return input.len();
                         }
                     }
                     1
                 }
                 State::Done | State::Error => {
-                    self.state = State::Error;
+                    self.at.state = State::Error;
                     return input.len();
                 }
             };
@@ -426,7 +418,7 @@ impl JsonScanner {
                 if rest.get(p) == Some(&b'"') {
                     self.end_string(v);
                 } else {
-                    self.state = State::StrEscape;
+                    self.at.state = State::StrEscape;
                 }
                 p + 1
             }
@@ -439,11 +431,11 @@ impl JsonScanner {
             return rest.len();
         };
         match rest.get(p) {
-            Some(b'"') => self.state = State::SkipStr,
-            Some(b'{') | Some(b'[') => self.skip_depth += 1,
+            Some(b'"') => self.at.state = State::SkipStr,
+            Some(b'{') | Some(b'[') => self.at.skip_depth += 1,
             _ => {
-                self.skip_depth -= 1;
-                if self.skip_depth == 0 {
+                self.at.skip_depth -= 1;
+                if self.at.skip_depth == 0 {
                     self.value_done();
                 }
             }
@@ -456,7 +448,7 @@ impl JsonScanner {
         let want = self.literal.get(self.literal_pos..).unwrap_or_default();
         let n = want.len().min(rest.len());
         if rest.get(..n) != want.get(..n) {
-            self.state = State::Error;
+            self.at.state = State::Error;
             return rest.len();
         }
         self.literal_pos += n;
@@ -505,21 +497,21 @@ impl JsonScanner {
             return 1;
         };
         let parent = self.top_slot();
-        self.value_slot = if parent == IGNORE || key.len() > CAPTURE_CAP {
+        self.at.value_slot = if parent == IGNORE || key.len() > CAPTURE_CAP {
             IGNORE
         } else {
             v.child(parent, key)
         };
-        self.state = State::Colon;
+        self.at.state = State::Colon;
         let used = key.len() + 2;
-        if self.value_slot == self.stop_at && self.stop_at != IGNORE {
+        if self.at.value_slot == self.stop_at && self.stop_at != IGNORE {
             self.stopped = true;
             return used;
         }
         // `:value` straight after the key (compact JSON) needs no trip through `feed`.
         match rest.get(used..) {
             Some([b':', value @ ..]) if value.first().is_some_and(|&c| !is_ws(c)) => {
-                self.state = State::Value;
+                self.at.state = State::Value;
                 used + 1 + self.start_value(value, v)
             }
             _ => used,
@@ -532,11 +524,11 @@ impl JsonScanner {
             self.start_string(false, v);
             return 1;
         };
-        if self.value_slot != IGNORE {
-            let cap = v.capture_len(self.value_slot).min(CAPTURE_CAP);
+        if self.at.value_slot != IGNORE {
+            let cap = v.capture_len(self.at.value_slot).min(CAPTURE_CAP);
             let take = text.len().min(cap);
             v.scalar(
-                self.value_slot,
+                self.at.value_slot,
                 Scalar::Str {
                     text: text.get(..take).unwrap_or_default(),
                     truncated: take < text.len() && cap > 0,
@@ -549,13 +541,14 @@ impl JsonScanner {
     }
 
     fn top_is_object(&self) -> bool {
-        self.depth > 0 && self.objects & (1 << (self.depth - 1)) != 0
+        self.at.depth > 0 && self.at.objects & (1 << (self.at.depth - 1)) != 0
     }
 
     fn top_slot(&self) -> Slot {
-        self.depth
+        self.at
+            .depth
             .checked_sub(1)
-            .and_then(|d| self.slots.get(d))
+            .and_then(|d| self.at.slots.get(d))
             .copied()
             .unwrap_or(IGNORE)
     }
@@ -563,9 +556,9 @@ impl JsonScanner {
     /// A value starts at `rest[0]` (not whitespace).
     fn start_value<V: Visitor>(&mut self, rest: &[u8], v: &mut V) -> usize {
         let b = rest.first().copied().unwrap_or_default();
-        if self.depth > 0 && !self.top_is_object() {
+        if self.at.depth > 0 && !self.top_is_object() {
             let parent = self.top_slot();
-            self.value_slot = if parent == IGNORE {
+            self.at.value_slot = if parent == IGNORE {
                 IGNORE
             } else {
                 v.element(parent)
@@ -573,29 +566,29 @@ impl JsonScanner {
         }
         match b {
             b'{' | b'[' => {
-                if self.value_slot == IGNORE || self.depth == MAX_DEPTH {
-                    self.skip_depth = 1;
-                    self.state = State::Skip;
+                if self.at.value_slot == IGNORE || self.at.depth == MAX_DEPTH {
+                    self.at.skip_depth = 1;
+                    self.at.state = State::Skip;
                     return 1;
                 }
-                if let Some(s) = self.slots.get_mut(self.depth) {
-                    *s = self.value_slot;
+                if let Some(s) = self.at.slots.get_mut(self.at.depth) {
+                    *s = self.at.value_slot;
                 }
                 if b == b'{' {
-                    self.objects |= 1 << self.depth;
-                    self.state = State::ObjectFirst;
+                    self.at.objects |= 1 << self.at.depth;
+                    self.at.state = State::ObjectFirst;
                 } else {
-                    self.objects &= !(1 << self.depth);
-                    self.state = State::ArrayFirst;
+                    self.at.objects &= !(1 << self.at.depth);
+                    self.at.state = State::ArrayFirst;
                 }
-                self.depth += 1;
+                self.at.depth += 1;
                 1
             }
             b'"' => self.string_value(rest, v),
             b'-' | b'0'..=b'9' => {
                 self.num_ok = b != b'-';
                 self.num = u64::from(b.saturating_sub(b'0'));
-                self.state = State::Number;
+                self.at.state = State::Number;
                 1 + self.number_run(rest.get(1..).unwrap_or_default(), v)
             }
             b't' | b'f' | b'n' => {
@@ -605,11 +598,11 @@ impl JsonScanner {
                     _ => b"null",
                 };
                 self.literal_pos = 0;
-                self.state = State::Literal;
+                self.at.state = State::Literal;
                 self.literal_run(rest, v)
             }
             _ => {
-                self.state = State::Error;
+                self.at.state = State::Error;
                 1
             }
         }
@@ -627,12 +620,12 @@ impl JsonScanner {
             } else {
                 CAPTURE_CAP
             }
-        } else if self.value_slot == IGNORE {
+        } else if self.at.value_slot == IGNORE {
             0
         } else {
-            v.capture_len(self.value_slot).min(CAPTURE_CAP)
+            v.capture_len(self.at.value_slot).min(CAPTURE_CAP)
         };
-        self.state = State::Str;
+        self.at.state = State::Str;
     }
 
     /// A `\uXXXX` code unit is complete: UTF-8 for it (surrogate pairs joined, a lone half
@@ -693,17 +686,17 @@ impl JsonScanner {
         self.flush_high();
         if self.str_is_key {
             let parent = self.top_slot();
-            self.value_slot = if parent == IGNORE || self.truncated {
+            self.at.value_slot = if parent == IGNORE || self.truncated {
                 IGNORE
             } else {
                 v.child(parent, self.buf.get(..self.buf_len).unwrap_or_default())
             };
-            self.state = State::Colon;
+            self.at.state = State::Colon;
         } else {
-            if self.value_slot != IGNORE {
+            if self.at.value_slot != IGNORE {
                 let text = self.buf.get(..self.buf_len).unwrap_or_default();
                 v.scalar(
-                    self.value_slot,
+                    self.at.value_slot,
                     Scalar::Str {
                         text,
                         truncated: self.truncated,
@@ -722,18 +715,18 @@ impl JsonScanner {
     }
 
     fn emit<V: Visitor>(&mut self, v: &mut V, value: Scalar<'_>) {
-        if self.value_slot != IGNORE {
-            v.scalar(self.value_slot, value);
+        if self.at.value_slot != IGNORE {
+            v.scalar(self.at.value_slot, value);
         }
     }
 
     fn pop(&mut self) {
-        self.depth -= 1;
+        self.at.depth -= 1;
         self.value_done();
     }
 
     fn value_done(&mut self) {
-        self.state = if self.depth == 0 {
+        self.at.state = if self.at.depth == 0 {
             State::Done
         } else {
             State::AfterValue
