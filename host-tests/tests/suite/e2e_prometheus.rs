@@ -446,6 +446,26 @@ impl Prometheus {
         Ok(body["data"].clone())
     }
 
+    /// The first value of an instant query; 0 when it has none or fails (not scraped yet).
+    fn scalar(&self, promql: &str) -> f64 {
+        self.query(promql)
+            .map(|d| values(&d).first().copied().unwrap_or(0.0))
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until Prometheus has scraped `job` once: it scrapes a new target only after its
+    /// discovery settles (about 5 s), and load sent before would not show as growth.
+    fn wait_for_first_scrape(&self, job: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .query(&format!("up{{job=\"{job}\"}} == 1"))
+            .is_ok_and(|d| !values(&d).is_empty())
+        {
+            assert!(Instant::now() < deadline, "Prometheus never scraped Envoy");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn api(&self, path: &str) -> Value {
         let r = get(self.addr, path).unwrap();
         assert_eq!(r.status, 200, "{path}");
@@ -610,16 +630,8 @@ fn prometheus_evaluates_every_dashboard_and_alert_expression_on_live_traffic() {
     );
     let prom = Prometheus::start(&dir, &config_path);
 
-    // Prometheus scrapes a new target only after its discovery settles (about 5 s): wait for
-    // the first scrape, so the load below shows as growth between scrapes (rate > 0).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !prom
-        .query(&format!("up{{job=\"{job_name}\"}} == 1"))
-        .is_ok_and(|d| !values(&d).is_empty())
-    {
-        assert!(Instant::now() < deadline, "Prometheus never scraped Envoy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // The load below must show as growth between scrapes (rate > 0).
+    prom.wait_for_first_scrape(&job_name);
     // Two waves of load a few scrapes apart, so every counter grows between scrapes.
     let mut sent = send_load(&envoy);
     std::thread::sleep(Duration::from_secs(3));
@@ -629,18 +641,10 @@ fn prometheus_evaluates_every_dashboard_and_alert_expression_on_live_traffic() {
     // its stats flush, every 250 ms here), and the hung GPU has failed a few probes.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let total = prom
-            .query(&format!("sum(llm_requests_total{{job=\"{job_name}\"}})"))
-            .map(|d| values(&d).first().copied().unwrap_or(0.0))
-            .unwrap_or(0.0);
-        let timeouts = prom
-            .query(r#"sum(llm_health_checks_total{target="gpu-hung",result="timeout"})"#)
-            .map(|d| values(&d).first().copied().unwrap_or(0.0))
-            .unwrap_or(0.0);
-        let gpus = prom
-            .query("count(DCGM_FI_DEV_POWER_USAGE)")
-            .map(|d| values(&d).first().copied().unwrap_or(0.0))
-            .unwrap_or(0.0);
+        let total = prom.scalar(&format!("sum(llm_requests_total{{job=\"{job_name}\"}})"));
+        let timeouts =
+            prom.scalar(r#"sum(llm_health_checks_total{target="gpu-hung",result="timeout"})"#);
+        let gpus = prom.scalar("count(DCGM_FI_DEV_POWER_USAGE)");
         if total >= sent as f64 && timeouts >= 5.0 && gpus == 2.0 {
             break;
         }
@@ -829,14 +833,7 @@ fn the_worker_panel_and_alert_name_the_slow_worker() {
     let config_path = dir.join("prometheus.yml");
     std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
     let prom = Prometheus::start(&dir, &config_path);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !prom
-        .query(&format!("up{{job=\"{job_name}\"}} == 1"))
-        .is_ok_and(|d| !values(&d).is_empty())
-    {
-        assert!(Instant::now() < deadline, "Prometheus never scraped Envoy");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    prom.wait_for_first_scrape(&job_name);
 
     // Streams from three clients; Envoy spreads them over the workers (round robin).
     const PER_CLIENT: usize = 12;
@@ -896,10 +893,7 @@ fn the_worker_panel_and_alert_name_the_slow_worker() {
     // Prometheus has every request (histograms reach /stats/prometheus at the stats flush).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let ttfts = prom
-            .query("sum(llm_time_to_first_token_microseconds_count)")
-            .map(|d| values(&d).first().copied().unwrap_or(0.0))
-            .unwrap_or(0.0);
+        let ttfts = prom.scalar("sum(llm_time_to_first_token_microseconds_count)");
         if ttfts >= sent as f64 {
             break;
         }
