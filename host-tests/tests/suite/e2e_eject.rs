@@ -424,6 +424,21 @@ fn report(name: &str, f: &Figures, bound: Option<Duration>) {
 }
 
 /// probe interval × unhealthy_threshold + probe timeout + the health-check interval + 1 s.
+/// What every deployment with llm-pulse must show: the frozen worker (as `f.seen[watch]`
+/// saw it) back within `back` of `SIGCONT`, and no request sent after it left rotation
+/// failed.
+fn assert_back_and_nothing_lost(f: &Figures, watch: usize, back: Duration) {
+    let s = &f.seen[watch];
+    assert!(
+        s.back_after.is_some_and(|b| b <= back),
+        "{s:?}, bound {back:?}"
+    );
+    assert_eq!(
+        f.failed_outside, 0,
+        "a request sent after the worker left rotation failed"
+    );
+}
+
 fn leave_bound(hc_interval_ms: u64) -> Duration {
     Duration::from_millis(
         PROBE_INTERVAL_MS * UNHEALTHY_THRESHOLD + PROBE_TIMEOUT_MS + hc_interval_ms + 1_000,
@@ -573,15 +588,7 @@ fn pool_health_check_through_llm_pulse_takes_a_frozen_worker_out() {
     }
     let s = &f.seen[0];
     assert!(s.left_after <= bound, "{s:?}, bound {bound:?}");
-    let back = back_bound(HC_INTERVAL_MS);
-    assert!(
-        s.back_after.is_some_and(|b| b <= back),
-        "{s:?}, bound {back:?}"
-    );
-    assert_eq!(
-        f.failed_outside, 0,
-        "a request sent after the worker left rotation failed"
-    );
+    assert_back_and_nothing_lost(&f, 0, back_bound(HC_INTERVAL_MS));
 }
 
 #[test]
@@ -694,16 +701,7 @@ fn caller_health_check_of_sidecars_takes_a_frozen_worker_out() {
     for s in &f.seen {
         assert!(s.left_after <= bound, "{s:?}, bound {bound:?}");
     }
-    let back = back_bound(HC_INTERVAL_MS);
-    let s = &f.seen[1];
-    assert!(
-        s.back_after.is_some_and(|b| b <= back),
-        "{s:?}, bound {back:?}"
-    );
-    assert_eq!(
-        f.failed_outside, 0,
-        "a request sent after the worker left rotation failed"
-    );
+    assert_back_and_nothing_lost(&f, 1, back_bound(HC_INTERVAL_MS));
 }
 
 #[test]
@@ -750,15 +748,7 @@ fn fail_fast_sidecars_with_outlier_detection_and_retries_take_a_frozen_worker_ou
     let s = &f.seen[0];
     assert!(s.left_after <= bound, "{s:?}, bound {bound:?}");
     // Back once ready, and once the caller's ejection (if any) has run out.
-    let back = back_bound(ejection_ms + 250);
-    assert!(
-        s.back_after.is_some_and(|b| b <= back),
-        "{s:?}, bound {back:?}"
-    );
-    assert_eq!(
-        f.failed_outside, 0,
-        "a request sent after the worker left rotation failed"
-    );
+    assert_back_and_nothing_lost(&f, 0, back_bound(ejection_ms + 250));
     // The sidecar's refusals were retried on another worker: the client saw none of them
     // (failed_outside above).
     let retried = caller
