@@ -108,6 +108,56 @@ impl Sample {
             Sample::Counter(n, _) | Sample::Gauge(n, _) | Sample::Histogram(n, _) => n,
         }
     }
+
+    /// Nothing recorded: a counter or gauge at 0, a histogram without a sample.
+    fn is_empty(&self) -> bool {
+        match self {
+            Sample::Counter(_, v) => *v == 0,
+            Sample::Gauge(_, v) => *v == 0,
+            Sample::Histogram(_, v) => v.is_empty(),
+        }
+    }
+}
+
+impl Case {
+    /// The response body as the worker sends it, every chunk in order: what the client must
+    /// receive unchanged.
+    pub fn response_body(&self) -> Vec<u8> {
+        self.response
+            .iter()
+            .flat_map(|r| r.chunks.iter().flat_map(|c| c.bytes.iter().copied()))
+            .collect()
+    }
+}
+
+impl Expect {
+    /// What a host observed after a case, in the table's terms: every metric but
+    /// `llm_build_info` (set at configure, not by traffic) with something recorded, sorted; the
+    /// filter state with Envoy's `wasm.` prefix taken off, as the table names it.
+    pub fn observed<K: AsRef<str>, V: AsRef<[u8]>>(
+        samples: impl IntoIterator<Item = Sample>,
+        filter_state: impl IntoIterator<Item = (K, V)>,
+    ) -> Expect {
+        let mut samples: Vec<Sample> = samples
+            .into_iter()
+            .filter(|s| !s.name().starts_with("llm_build_info.") && !s.is_empty())
+            .collect();
+        samples.sort();
+        let properties = filter_state
+            .into_iter()
+            .map(|(k, v)| {
+                let k = k.as_ref();
+                (
+                    k.strip_prefix("wasm.").unwrap_or(k).to_string(),
+                    String::from_utf8_lossy(v.as_ref()).into_owned(),
+                )
+            })
+            .collect();
+        Expect {
+            samples,
+            properties,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

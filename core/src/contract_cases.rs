@@ -57,36 +57,18 @@ fn run(case: &Case) -> Expect {
         }
     }
 
-    let mut samples: Vec<Sample> = host
+    let samples: Vec<Sample> = host
         .names
         .borrow()
         .iter()
-        .filter_map(|(kind, name)| match kind {
-            MetricKind::Counter => {
-                let v = host.value(name);
-                (v != 0).then(|| Sample::Counter(name.clone(), v as u64))
-            }
-            MetricKind::Gauge => {
-                let v = host.value(name);
-                (v != 0).then(|| Sample::Gauge(name.clone(), v))
-            }
-            MetricKind::Histogram => {
-                let v = host.samples(name);
-                (!v.is_empty()).then(|| Sample::Histogram(name.clone(), v))
-            }
+        .map(|(kind, name)| match kind {
+            MetricKind::Counter => Sample::Counter(name.clone(), host.value(name) as u64),
+            MetricKind::Gauge => Sample::Gauge(name.clone(), host.value(name)),
+            MetricKind::Histogram => Sample::Histogram(name.clone(), host.samples(name)),
         })
         .collect();
-    samples.sort();
-    let properties = host
-        .properties
-        .borrow()
-        .iter()
-        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-        .collect();
-    Expect {
-        samples,
-        properties,
-    }
+    let properties = host.properties.borrow();
+    Expect::observed(samples, properties.iter())
 }
 
 #[test]

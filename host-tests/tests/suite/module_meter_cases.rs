@@ -562,40 +562,15 @@ fn run(case: &Case) -> Result<(Expect, Vec<(String, Value)>)> {
         "{}: answered locally",
         case.name
     );
-    let sent: Vec<u8> = case
-        .response
-        .iter()
-        .flat_map(|r| r.chunks.iter().flat_map(|c| c.bytes.iter().copied()))
-        .collect();
-    assert_eq!(r.sent, sent, "{}: body changed", case.name);
+    assert_eq!(r.sent, case.response_body(), "{}: body changed", case.name);
     let (metrics, filter_state) = with(|e| (e.metrics.clone(), e.stream.filter_state.clone()));
-    let mut samples: Vec<Sample> = metrics
-        .iter()
-        // The cases are about traffic; build_info is set at configure.
-        .filter(|(name, _)| !name.starts_with("llm_build_info."))
-        .filter_map(|(name, v)| match v {
-            Value::Counter(c) => (*c != 0).then(|| Sample::Counter(name.clone(), *c)),
-            Value::Gauge(g) => (*g != 0).then(|| Sample::Gauge(name.clone(), *g)),
-            Value::Histogram(h) => {
-                (!h.is_empty()).then(|| Sample::Histogram(name.clone(), h.clone()))
-            }
-        })
-        .collect();
-    samples.sort();
-    let properties = filter_state
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.strip_prefix("wasm.").unwrap_or(k).to_string(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
-        .collect();
+    let samples = metrics.iter().map(|(name, v)| match v {
+        Value::Counter(c) => Sample::Counter(name.clone(), *c),
+        Value::Gauge(g) => Sample::Gauge(name.clone(), *g),
+        Value::Histogram(h) => Sample::Histogram(name.clone(), h.clone()),
+    });
     Ok((
-        Expect {
-            samples,
-            properties,
-        },
+        Expect::observed(samples, &filter_state),
         metrics.into_iter().collect(),
     ))
 }

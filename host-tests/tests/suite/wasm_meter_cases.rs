@@ -71,41 +71,18 @@ fn run(case: &Case) -> Result<(Expect, Host)> {
 
     let rec = host.stream(s)?;
     assert!(rec.never_paused(), "{}: paused", case.name);
-    let sent: Vec<u8> = case
-        .response
-        .iter()
-        .flat_map(|r| r.chunks.iter().flat_map(|c| c.bytes.iter().copied()))
-        .collect();
-    assert_eq!(rec.response_body, sent, "{}: body changed", case.name);
-    let mut samples: Vec<Sample> = host
-        .metrics()
-        .into_iter()
-        // The cases are about traffic; build_info is set at configure (wasm_llm_pulse_smoke).
-        .filter(|m| m.base_name() != "llm_build_info")
-        .filter_map(|m| match m.value {
-            MetricValue::Counter(v) => (v != 0).then_some(Sample::Counter(m.name, v)),
-            MetricValue::Gauge(v) => (v != 0).then_some(Sample::Gauge(m.name, v)),
-            MetricValue::Histogram(v) => (!v.is_empty()).then_some(Sample::Histogram(m.name, v)),
-        })
-        .collect();
-    samples.sort();
-    let properties = rec
-        .filter_state
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.strip_prefix("wasm.").unwrap_or(k).to_string(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
-        .collect();
-    Ok((
-        Expect {
-            samples,
-            properties,
-        },
-        host,
-    ))
+    assert_eq!(
+        rec.response_body,
+        case.response_body(),
+        "{}: body changed",
+        case.name
+    );
+    let samples = host.metrics().into_iter().map(|m| match m.value {
+        MetricValue::Counter(v) => Sample::Counter(m.name, v),
+        MetricValue::Gauge(v) => Sample::Gauge(m.name, v),
+        MetricValue::Histogram(v) => Sample::Histogram(m.name, v),
+    });
+    Ok((Expect::observed(samples, &rec.filter_state), host))
 }
 
 /// Runs some of the table's cases; fails with every mismatch.
