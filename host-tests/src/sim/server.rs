@@ -427,6 +427,21 @@ fn mode_body(mode: Mode) -> Response<SimBody> {
     )
 }
 
+/// The fault mode an inference request is answered in, and when it counts as arrived: in
+/// `Hang` it is accepted and never answered while the hang lasts (no status line, the
+/// connection held; if the client leaves, hyper drops the future and the inflight guard),
+/// then answered as a request arriving at the release.
+async fn wait_out_hang(shared: &Shared, arrived: Instant) -> (Mode, Instant) {
+    let mut modes = shared.mode.subscribe();
+    let mode = *modes.borrow_and_update();
+    if mode != Mode::Hang {
+        return (mode, arrived);
+    }
+    mode_leaves(modes.clone(), Mode::Hang).await;
+    let mode = *modes.borrow_and_update();
+    (mode, Instant::now())
+}
+
 async fn inference(
     api: Api,
     headers: &HeaderMap,
@@ -435,17 +450,7 @@ async fn inference(
     arrived: Instant,
     inflight: InflightGuard,
 ) -> Response<SimBody> {
-    let mut modes = shared.mode.subscribe();
-    let mut arrived = arrived;
-    let mut mode = *modes.borrow_and_update();
-    if mode == Mode::Hang {
-        // Accepted and never answered while the hang lasts: no status line, the connection
-        // held. If the client leaves, hyper drops this future (and the inflight guard).
-        mode_leaves(modes.clone(), Mode::Hang).await;
-        // Released: answer as a request arriving now.
-        arrived = Instant::now();
-        mode = *modes.borrow_and_update();
-    }
+    let (mode, arrived) = wait_out_hang(shared, arrived).await;
     if mode == Mode::Error {
         return api_error(Some(api), 500, "simulated engine failure (mode error)");
     }
@@ -496,14 +501,7 @@ async fn image(
     arrived: Instant,
     _inflight: InflightGuard,
 ) -> Response<SimBody> {
-    let mut modes = shared.mode.subscribe();
-    let mut arrived = arrived;
-    let mut mode = *modes.borrow_and_update();
-    if mode == Mode::Hang {
-        mode_leaves(modes.clone(), Mode::Hang).await;
-        arrived = Instant::now();
-        mode = *modes.borrow_and_update();
-    }
+    let (mode, arrived) = wait_out_hang(shared, arrived).await;
     if mode == Mode::Error {
         return error(500, "simulated engine failure (mode error)");
     }
